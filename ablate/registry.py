@@ -1,0 +1,84 @@
+"""Name -> object registries, the one mechanism behind knobs, datasets, losses and presets.
+
+A registry maps a name to a function (a builder). Registering is a decorator; an unknown name
+raises a ``ValueError`` that names the registry and lists what exists; a duplicate name raises
+instead of silently replacing the first.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from typing import Callable, Generic, Iterator, TypeVar
+
+T = TypeVar("T")
+
+
+def _natural_key(name: str) -> list:
+    """Sort key that puts ``resnet18`` before ``resnet101``."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+class Registry(Generic[T]):
+    """A named table of builders.
+
+    ``kind`` is what the entries are (``"encoder"``, ``"dataset"``...), used in error messages.
+    """
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, T] = {}
+        self._help: dict[str, str] = {}
+        self._meta: dict[str, dict] = {}
+
+    def register(self, name: str, help: str | None = None, **meta) -> Callable[[T], T]:
+        """Decorator: ``@REG.register("name")`` adds the decorated object under ``name``.
+
+        ``help`` defaults to the first line of the object's docstring; ``meta`` is free-form
+        data about the entry (an id token, channel counts...) read back with :meth:`meta`.
+        """
+
+        def deco(obj: T) -> T:
+            if name in self._entries:
+                raise ValueError(f"{self.kind} {name!r} is already registered")
+            self._entries[name] = obj
+            doc = help if help is not None else (getattr(obj, "__doc__", None) or "")
+            self._help[name] = doc.strip().splitlines()[0].rstrip(".") if doc.strip() else ""
+            self._meta[name] = dict(meta)
+            return obj
+
+        return deco
+
+    def get(self, name: str) -> T:
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise ValueError(
+                f"unknown {self.kind} {name!r}; allowed: {', '.join(self.names())}"
+            ) from None
+
+    def help(self, name: str) -> str:
+        self.get(name)
+        return self._help[name]
+
+    def meta(self, name: str) -> dict:
+        self.get(name)
+        return self._meta[name]
+
+    def names(self, pattern: str | None = None) -> list[str]:
+        """Registered names, naturally sorted, optionally filtered by an fnmatch pattern."""
+        names = self._entries if pattern is None else fnmatch.filter(self._entries, pattern)
+        return sorted(names, key=_natural_key)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __repr__(self) -> str:
+        rows = "\n".join(f"  {n:<14} {self._help[n]}" for n in self.names())
+        return f"Registry[{self.kind}] ({len(self)} entries)\n{rows}"
