@@ -1,0 +1,260 @@
+"""Complexity profile of any ``nn.Module``: exact parameters and MACs, cross-checked by three counters.
+
+Units and conventions (every field name carries its unit):
+    MAC     one multiply-accumulate. ``gmacs_*`` are 1e9 MACs for ONE input of ``input_size``.
+    FLOP    two per MAC. Only ``gflops_torch`` is in FLOPs (``FlopCounterMode`` counts 2 per MAC).
+    params  counted from the parameters themselves (shared tensors once).
+
+The counters and what they price, besides convolutions and linear layers:
+    macs_exact   conv / transposed conv / linear modules only, from layer shapes (bias excluded).
+    thop         per module: BatchNorm (2 per element, 4 if affine), AvgPool (one add per input and
+                 one divide per output), ``nn.Upsample`` (bilinear 11 per output element); MaxPool
+                 and ReLU are priced 0; code outside modules (``x + skip``, ``torch.cat``,
+                 ``F.interpolate``, the residual ``+=``) is not seen at all.
+    fvcore       per traced aten op, one "flop" per MAC: BatchNorm in eval (2 per element, 1
+                 without affine), interpolation (``upsample_*``); adds, pools and ReLU are
+                 skipped; conv bias ignored.
+    torch        ``torch.utils.flop_counter.FlopCounterMode``: convolutions and matmuls only.
+
+No counter sees the elementwise add of ``add`` fusion. The record lists, per counter, the ops it
+ran but did not price, what it priced beyond conv + linear, and flags any counter whose conv +
+linear MACs differ from ``macs_exact`` by more than 0.1 %.
+
+The model is deep-copied and the copy profiled in eval mode, so the caller's model, its
+state_dict, BN statistics and outputs are untouched (thop attaches hooks and attributes).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import warnings
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode
+
+MISMATCH_TOLERANCE = 1e-3
+_CONV_LINEAR = (nn.modules.conv._ConvNd, nn.Linear)
+_FVCORE_CONV_LINEAR = {"conv", "linear", "addmm", "matmul", "mm", "bmm", "einsum"}
+_TORCH_CONV_LINEAR = {"convolution", "mm", "addmm", "bmm", "baddbmm"}
+# ops that move or allocate data without arithmetic; not worth listing as "not priced"
+_NO_ARITHMETIC = {"cat", "constant_pad_nd", "clone", "copy_", "empty", "_to_copy", "lift_fresh",
+                  "new_empty", "fill_", "zero_", "zeros", "ones", "detach", "alias", "contiguous",
+                  "empty_like", "zeros_like", "stack", "split", "chunk"}
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Complexity of one model at one input size (per single input; see module docstring)."""
+
+    input_size: tuple[int, ...]
+    params: int
+    params_trainable: int
+    params_m: float
+    macs_exact: int
+    gmacs_exact: float
+    gmacs_thop: float
+    gmacs_fvcore: float
+    gflops_torch: float
+    conv_linear_macs: dict[str, int]
+    extra_gmacs: dict[str, dict[str, float]]
+    unpriced: dict[str, tuple[str, ...]]
+    mismatches: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def row(self) -> dict[str, Any]:
+        """The flat columns a results table keeps (nested details become short strings)."""
+        return {
+            "params": self.params,
+            "params_m": self.params_m,
+            "macs_exact": self.macs_exact,
+            "gmacs_exact": self.gmacs_exact,
+            "gmacs_thop": self.gmacs_thop,
+            "gmacs_fvcore": self.gmacs_fvcore,
+            "gflops_torch": self.gflops_torch,
+            "profile_input": "x".join(map(str, self.input_size)),
+            "unpriced_thop": " ".join(self.unpriced["thop"]),
+            "unpriced_fvcore": " ".join(self.unpriced["fvcore"]),
+            "counter_mismatch": " ".join(self.mismatches),
+        }
+
+
+def profile_model(model: nn.Module, input_size: tuple[int, ...] = (3, 224, 224)) -> Profile:
+    """Profile a deep copy of ``model`` on one zero-batch-free input of shape ``input_size``.
+
+    ``input_size`` excludes the batch dimension; counts are for a single input.
+    """
+    input_size = tuple(int(s) for s in input_size)
+    if not input_size or any(s <= 0 for s in input_size):
+        raise ValueError(f"input_size={input_size!r} is not allowed; allowed: positive sizes "
+                         "without the batch dimension, e.g. (3, 224, 224)")
+    params = {id(p): p for p in model.parameters()}
+    n_params = sum(p.numel() for p in params.values())
+    n_trainable = sum(p.numel() for p in params.values() if p.requires_grad)
+
+    net = copy.deepcopy(model).eval()
+    ref = next(net.parameters(), None)
+    x = torch.zeros((1, *input_size), device=ref.device if ref is not None else "cpu",
+                    dtype=ref.dtype if ref is not None and ref.is_floating_point() else torch.float32)
+
+    with torch.no_grad():
+        exact, ops_by_owner = _trace(net, x)
+        thop_total, thop_conv, thop_extra, thop_unpriced = _thop(net, x, ops_by_owner)
+        fv_total, fv_conv, fv_extra, fv_unpriced = _fvcore(net, x)
+        torch_flops, torch_conv, torch_unpriced = _torch_counter(net, x, ops_by_owner)
+
+    conv_linear = {"exact": exact, "thop": thop_conv, "fvcore": fv_conv, "torch": torch_conv}
+    mismatches = tuple(
+        f"{name}:{macs}!={exact}" for name, macs in conv_linear.items()
+        if name != "exact" and abs(macs - exact) > MISMATCH_TOLERANCE * max(exact, 1)
+    )
+    return Profile(
+        input_size=input_size,
+        params=n_params,
+        params_trainable=n_trainable,
+        params_m=n_params / 1e6,
+        macs_exact=exact,
+        gmacs_exact=exact / 1e9,
+        gmacs_thop=thop_total / 1e9,
+        gmacs_fvcore=fv_total / 1e9,
+        gflops_torch=torch_flops / 1e9,
+        conv_linear_macs=conv_linear,
+        extra_gmacs={"thop": thop_extra, "fvcore": fv_extra},
+        unpriced={"thop": thop_unpriced, "fvcore": fv_unpriced, "torch": torch_unpriced},
+        mismatches=mismatches,
+    )
+
+
+def _layer_macs(module: nn.Module, inp: torch.Tensor, out: torch.Tensor) -> int:
+    """Multiply-accumulates of one conv / transposed conv / linear call, from shapes alone."""
+    if isinstance(module, nn.Linear):
+        return out.numel() * module.in_features
+    kernel = 1
+    for k in module.kernel_size:
+        kernel *= k
+    if isinstance(module, nn.modules.conv._ConvTransposeNd):
+        # each input element is scattered into (out_channels / groups) * kernel outputs
+        return inp.numel() * (module.out_channels // module.groups) * kernel
+    return out.numel() * (module.in_channels // module.groups) * kernel
+
+
+class _OpRecorder(TorchDispatchMode):
+    """Records every aten op with the innermost module running when it was called."""
+
+    def __init__(self, stack: list[nn.Module]) -> None:
+        super().__init__()
+        self.stack = stack
+        self.ops: Counter = Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        if not func.is_view and name not in _NO_ARITHMETIC:
+            self.ops[(self.stack[-1] if self.stack else None, name)] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def _trace(net: nn.Module, x: torch.Tensor) -> tuple[int, Counter]:
+    """One forward: exact conv/linear MACs from module hooks, and the aten ops per owning module."""
+    stack: list[nn.Module] = []
+    exact = 0
+
+    def push(module, args):
+        stack.append(module)
+
+    def pop(module, args, out):
+        nonlocal exact
+        stack.pop()
+        if isinstance(module, _CONV_LINEAR):
+            exact += _layer_macs(module, args[0], out)
+
+    handles = [h for m in net.modules()
+               for h in (m.register_forward_pre_hook(push), m.register_forward_hook(pop))]
+    recorder = _OpRecorder(stack)
+    try:
+        with recorder:
+            net(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return exact, recorder.ops
+
+
+def _thop(net: nn.Module, x: torch.Tensor, ops_by_owner: Counter):
+    import thop
+    from thop.profile import register_hooks, zero_ops
+
+    total, _, tree = thop.profile(net, inputs=(x,), verbose=False, ret_layer_info=True)
+    per_type: Counter = Counter()
+
+    def walk(module: nn.Module, subtree: dict) -> None:
+        for name, child in module.named_children():
+            ops, _, below = subtree[name]
+            if not list(child.children()):
+                per_type[type(child).__name__] += ops
+            walk(child, below)
+
+    walk(net, tree)
+    conv_linear = sum(ops for name, ops in per_type.items()
+                      if any(name == c.__name__ for c in _conv_linear_types()))
+    extra = {name: ops / 1e9 for name, ops in per_type.items()
+             if ops and not any(name == c.__name__ for c in _conv_linear_types())}
+
+    def rule(module: nn.Module):
+        return next((register_hooks[t] for t in type(module).__mro__ if t in register_hooks), None)
+
+    unpriced = set()
+    for (owner, op) in ops_by_owner:
+        if owner is None:
+            continue
+        is_leaf = not list(owner.children())
+        owner_rule = rule(owner)
+        if is_leaf and owner_rule is not None and owner_rule is not zero_ops:
+            continue
+        if op in ("mm", "addmm", "bmm"):  # thop counts functional matmuls itself
+            continue
+        where = type(owner).__name__
+        unpriced.add(f"{where}.{op}" if not is_leaf else f"{where}(0)")
+    return total, int(conv_linear), extra, tuple(sorted(unpriced))
+
+
+def _conv_linear_types() -> list[type]:
+    return [nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d,
+            nn.ConvTranspose3d, nn.Linear]
+
+
+def _fvcore(net: nn.Module, x: torch.Tensor):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit deprecation notices raised by fvcore's import
+        from fvcore.nn import FlopCountAnalysis
+
+    analysis = FlopCountAnalysis(net, x)
+    analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+    analysis.tracer_warnings("none")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit deprecation notices from fvcore's tracer
+        by_op = analysis.by_operator()
+        total = analysis.total()
+        unsupported = analysis.unsupported_ops()
+    conv_linear = sum(v for k, v in by_op.items() if k in _FVCORE_CONV_LINEAR)
+    extra = {k: v / 1e9 for k, v in by_op.items() if k not in _FVCORE_CONV_LINEAR and v}
+    unpriced = tuple(sorted(op.replace("aten::", "") for op in unsupported))
+    return total, int(conv_linear), extra, unpriced
+
+
+def _torch_counter(net: nn.Module, x: torch.Tensor, ops_by_owner: Counter):
+    counter = FlopCounterMode(display=False)
+    with counter:
+        net(x)
+    counts = counter.get_flop_counts().get("Global", {})
+    conv_linear = sum(v for op, v in counts.items()
+                      if op.__name__ in _TORCH_CONV_LINEAR) // 2
+    priced = {op.__name__ for op in counts}
+    unpriced = tuple(sorted({op for (_, op) in ops_by_owner} - priced))
+    return counter.get_total_flops(), int(conv_linear), unpriced

@@ -1,0 +1,53 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from ablate.cli import main
+
+
+def test_knobs_lists_every_knob(capsys):
+    assert main(["knobs"]) == 0
+    out = capsys.readouterr().out
+    for knob in ("encoder", "pool", "widths", "skips", "fusion", "block", "upsample", "pretrained"):
+        assert f"{knob}  (default:" in out
+    assert main(["knobs", "--json", "pool"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["default"] == "M"
+
+
+def test_profile_json_row(capsys):
+    args = ["profile", "--variant", "r18-MAA-w16.8-k23-cat-ds-bil", "--pool", "AAM",
+            "--input-size", "64", "--json"]
+    assert main(args) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["variant"] == "r18-AAM-w16.8-k23-cat-ds-bil"
+    assert row["profile_input"] == "3x64x64" and row["params"] > 11_000_000
+
+
+def test_profile_from_yaml(tmp_path, capsys):
+    path = tmp_path / "v.yaml"
+    path.write_text("pool: MAA\nwidths: [16, 8]\nskips: [e2, e3]\n")
+    assert main(["profile", "--variant-file", str(path), "--input-size", "32"]) == 0
+    assert "r18-MAA-w16.8-k23-cat-cv-bil" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["profile", "--pool", "MXA"], "pool='MXA' is not allowed"),
+    (["profile", "--widths", "1,2,3,4,5,6"], "6 stages"),
+    (["profile", "--skips", "e7"], "unknown skip 'e7'"),
+    (["profile", "--encoder", "vgg"], "allowed: resnet18, resnet34, resnet50"),
+    (["profile", "--input-size", "3x4x5x6"], "--input-size"),
+    (["profile", "--variant-file", "missing.yaml"], "no such file"),
+])
+def test_bad_input_exits_2_with_message(args, message, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ablate: error:") and message in err
+
+
+def test_console_script_has_no_traceback():
+    proc = subprocess.run([sys.executable, "-m", "ablate.cli", "profile", "--widths", "0"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and "widths='0' is not allowed" in proc.stderr

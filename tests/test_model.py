@@ -1,0 +1,89 @@
+import pytest
+import torch
+
+from ablate import Variant, build_model, profile_model
+from ablate.variant import KNOBS
+
+BASE = Variant(widths=(16, 16, 8, 8))
+
+
+def _variants():
+    out = []
+    for name in ("encoder", "fusion", "block", "upsample"):
+        out += [BASE.replace(**{name: v}) for v in KNOBS.get(name).values]
+    out += [BASE.replace(pool=p) for p in ("A", "S", "MAM", "MAA", "AAM", "SSSS", "AMAM")]
+    out += [BASE.replace(skips=s) for s in ("none", "e3", "23", "013")]
+    out += [BASE.replace(widths=w, skips="none") for w in ((8,), (8, 8, 8), (8, 8, 8, 8, 8))]
+    out += [BASE.replace(widths=(8, 8, 8, 8, 8), fusion="add", upsample="transpose")]
+    return out
+
+
+@pytest.mark.parametrize("variant", _variants(), ids=lambda v: v.id)
+def test_every_knob_value_builds_runs_and_keeps_size(variant):
+    torch.manual_seed(0)
+    model = build_model(variant, num_classes=3)
+    x = torch.randn(2, 3, 64, 64, requires_grad=True)
+    out = model(x)
+    assert out.shape == (2, 3, 64, 64)
+    out.mean().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    assert all(p.grad is not None for p in model.head.parameters())
+
+
+@pytest.mark.parametrize("size", [(65, 97), (17, 17), (1, 40), (224, 160)])
+def test_any_input_size(size):
+    model = build_model(BASE, num_classes=2).eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, *size)).shape == (1, 2, *size)
+
+
+def test_classes_and_channels_from_data():
+    model = build_model(BASE, num_classes=21, in_channels=1).eval()
+    assert model(torch.randn(1, 1, 32, 32)).shape == (1, 21, 32, 32)
+    for bad in ({"num_classes": 0}, {"num_classes": 2.5}, {"in_channels": -1}):
+        kwargs = {"num_classes": 2, **bad}
+        with pytest.raises(ValueError, match=f"{next(iter(bad))}=.*positive integer"):
+            build_model(BASE, **kwargs)
+    with pytest.raises(TypeError, match="ablate.Variant"):
+        build_model({"pool": "M"}, 2)
+
+
+def _params(v):
+    return sum(p.numel() for p in build_model(v, 2).parameters())
+
+
+def test_pool_letters_M_A_do_not_change_params_or_conv_macs():
+    variants = [Variant(pool=p) for p in ("M", "MAM", "MAA", "AAM", "AAAA")]
+    profiles = [profile_model(build_model(v, 2), (3, 64, 64)) for v in variants]
+    assert len({p.params for p in profiles}) == 1
+    assert len({p.macs_exact for p in profiles}) == 1
+    # a strided-conv stem adds exactly one 3x3 64->64 conv and its BN
+    assert _params(Variant(pool="S")) - _params(Variant()) == 64 * 64 * 9 + 2 * 64
+    # thop prices average pooling but not max pooling
+    thop = {v.pool: p.gmacs_thop for v, p in zip(variants, profiles)}
+    assert thop["MAA"] > thop["MAM"] > thop["M"]
+
+
+def test_fewer_skips_remove_exactly_their_input_channels():
+    """Dropping e0 with concat + conv block removes a 64-channel slice of stage 4's first conv."""
+    w = (32, 32, 16, 8)
+    full, no_e0 = Variant(widths=w), Variant(widths=w, skips="123")
+    assert _params(full) - _params(no_e0) == 64 * w[3] * 9
+    no_e0_e1 = Variant(widths=w, skips="23")
+    assert _params(no_e0) - _params(no_e0_e1) == 64 * w[2] * 9
+
+
+def test_add_vs_concat_exact_param_delta():
+    """One stage fusing e3 (256 ch) into upsampled e4 (512 ch), conv block of width w."""
+    w = 16
+    cat = Variant(widths=(w,), skips="3", fusion="concat")
+    add = Variant(widths=(w,), skips="3", fusion="add")
+    concat_extra = 256 * w * 9                 # first conv sees 512 + 256 inputs instead of 512
+    projection = 256 * 512 + 2 * 512           # 1x1 conv 256 -> 512 without bias, and BN
+    assert _params(cat) - _params(add) == concat_extra - projection
+
+
+def test_narrower_widths_cost_less():
+    wide = profile_model(build_model(Variant(widths=(180, 90, 45, 45)), 2), (3, 64, 64))
+    narrow = profile_model(build_model(Variant(widths=(128, 64, 32, 32)), 2), (3, 64, 64))
+    assert narrow.params < wide.params and narrow.macs_exact < wide.macs_exact

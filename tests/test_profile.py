@@ -1,0 +1,135 @@
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ablate import Variant, build_model, profile_model
+
+
+def _stack():
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),            # 10x10 out
+        nn.Conv2d(8, 8, 3, padding=1, groups=8),  # depthwise
+        nn.ConvTranspose2d(8, 4, 2, stride=2),    # 10x10 -> 20x20
+        nn.Flatten(),
+        nn.Linear(4 * 20 * 20, 5),
+    )
+
+
+def test_hand_computed_macs_for_a_small_stack():
+    conv = 10 * 10 * 8 * (3 * 3 * 3)        # every output element: Cin * k * k MACs
+    depthwise = 10 * 10 * 8 * (1 * 3 * 3)   # groups=8: one input channel per output
+    transposed = 8 * 10 * 10 * (4 * 2 * 2)  # every input element scattered to Cout * k * k
+    linear = 5 * 1600
+    prof = profile_model(_stack(), (3, 10, 10))
+    assert prof.macs_exact == conv + depthwise + transposed + linear == 49_600
+    assert prof.conv_linear_macs == {"exact": 49_600, "thop": 49_600, "fvcore": 49_600,
+                                     "torch": 49_600}
+    assert prof.mismatches == ()
+    assert prof.gflops_torch == pytest.approx(2 * 49_600 / 1e9)
+    params = (3 * 8 * 9 + 8) + (8 * 9 + 8) + (8 * 4 * 4 + 4) + (1600 * 5 + 5)
+    assert prof.params == params and prof.params_trainable == params
+    assert prof.params_m == pytest.approx(params / 1e6)
+
+
+def test_batchnorm_and_pool_pricing_per_counter():
+    model = nn.Sequential(nn.Conv2d(1, 2, 1, bias=False), nn.BatchNorm2d(2), nn.ReLU(),
+                          nn.AvgPool2d(2), nn.MaxPool2d(2))
+    prof = profile_model(model, (1, 8, 8))
+    bn_elems = 2 * 8 * 8
+    assert prof.macs_exact == 2 * 64
+    assert prof.extra_gmacs["thop"]["BatchNorm2d"] * 1e9 == pytest.approx(4 * bn_elems)
+    assert prof.extra_gmacs["fvcore"]["batch_norm"] * 1e9 == pytest.approx(2 * bn_elems)
+    # avg-pool 2x2 on 2x8x8: one add per input (128) and one divide per output (32)
+    assert prof.extra_gmacs["thop"]["AvgPool2d"] * 1e9 == pytest.approx(128 + 32)
+    assert "MaxPool2d(0)" in prof.unpriced["thop"] and "ReLU(0)" in prof.unpriced["thop"]
+    assert {"avg_pool2d", "max_pool2d"} <= set(prof.unpriced["fvcore"])
+
+
+def test_functional_ops_outside_modules_are_reported():
+    class AddFusion(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Conv2d(2, 2, 1), nn.Conv2d(2, 2, 1)
+
+        def forward(self, x):
+            return F.interpolate(self.a(x) + self.b(x), scale_factor=2, mode="bilinear")
+
+    prof = profile_model(AddFusion(), (2, 4, 4))
+    assert "AddFusion.add" in prof.unpriced["thop"]
+    assert "AddFusion.upsample_bilinear2d" in prof.unpriced["thop"]
+    assert "add" in prof.unpriced["fvcore"] and "add" in prof.unpriced["torch"]
+    assert prof.extra_gmacs["fvcore"]["upsample_bilinear2d"] > 0
+
+
+def test_mismatch_flagged_when_a_counter_disagrees_with_layer_shapes():
+    class Functional(nn.Module):
+        """A convolution run through F.conv2d: no module for the exact count to see."""
+
+        def __init__(self):
+            super().__init__()
+            self.weight = nn.Parameter(torch.randn(4, 3, 3, 3))
+
+        def forward(self, x):
+            return F.conv2d(x, self.weight, padding=1)
+
+    prof = profile_model(Functional(), (3, 8, 8))
+    assert prof.macs_exact == 0
+    assert any(m.startswith("fvcore:") for m in prof.mismatches)
+    assert any(m.startswith("torch:") for m in prof.mismatches)
+
+
+def test_counters_agree_with_exact_on_every_architecture_family():
+    for v in (Variant(pool="SAMA", fusion="add", upsample="transpose", block="dsconv",
+                      widths=(32, 16, 16, 8, 8)), Variant(encoder="resnet50", widths=(16, 8), skips="23")):
+        prof = profile_model(build_model(v, 2), (3, 64, 64))
+        assert prof.mismatches == (), (v.id, prof.conv_linear_macs)
+        assert prof.gflops_torch == pytest.approx(2 * prof.gmacs_exact)
+        assert prof.gmacs_thop > prof.gmacs_exact and prof.gmacs_fvcore > prof.gmacs_exact
+
+
+def test_resnet18_macs_match_the_published_figure():
+    """torchvision lists ResNet-18 at 1.814 GFLOPS (its "FLOPS" are MACs) for 224x224."""
+    import torchvision
+
+    prof = profile_model(torchvision.models.resnet18(weights=None))
+    assert prof.gmacs_exact == pytest.approx(1.814, abs=0.001)
+    assert prof.params == 11_689_512
+
+
+def test_caller_model_untouched():
+    torch.manual_seed(0)
+    model = build_model(Variant(widths=(16, 8), skips="23", fusion="add"), 2)
+    model.train()
+    x = torch.randn(2, 3, 64, 64)
+    model(x)  # non-trivial BN running statistics
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    attrs = {name: set(vars(m)) for name, m in model.named_modules()}
+    model.eval()
+    with torch.no_grad():
+        out_before = model(x)
+    model.train()
+
+    profile_model(model, (3, 64, 64))
+
+    after = model.state_dict()
+    assert list(after) == list(before)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert {name: set(vars(m)) for name, m in model.named_modules()} == attrs
+    assert all(m.training for m in model.modules())
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(x), out_before)
+
+
+def test_row_has_units_in_names():
+    row = profile_model(_stack(), (3, 10, 10)).row()
+    assert {"params", "params_m", "macs_exact", "gmacs_thop", "gmacs_fvcore", "gflops_torch"} <= set(row)
+    assert row["profile_input"] == "3x10x10" and row["counter_mismatch"] == ""
+
+
+@pytest.mark.parametrize("size", [(3, 0, 4), (), (3, -1, 2)])
+def test_bad_input_size(size):
+    with pytest.raises(ValueError, match="input_size"):
+        profile_model(_stack(), size)

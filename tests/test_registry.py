@@ -1,0 +1,40 @@
+import pytest
+
+from ablate.registry import Registry
+
+
+def test_register_get_and_natural_order():
+    reg = Registry("thing")
+    for name in ("resnet101", "resnet18", "resnet34"):
+        reg.register(name, token=name[-2:])(lambda: None)
+    assert reg.names() == ["resnet18", "resnet34", "resnet101"]
+    assert reg.names("resnet1*") == ["resnet18", "resnet101"]
+    assert reg.meta("resnet34") == {"token": "34"}
+    assert "resnet18" in reg and "vgg" not in reg
+
+
+def test_unknown_name_lists_what_exists():
+    reg = Registry("dataset")
+    reg.register("shapes")(lambda: None)
+    with pytest.raises(ValueError, match=r"unknown dataset 'voc'; allowed: shapes"):
+        reg.get("voc")
+
+
+def test_duplicate_name_raises():
+    reg = Registry("loss")
+    reg.register("dice")(lambda: None)
+    with pytest.raises(ValueError, match="already registered"):
+        reg.register("dice")(lambda: None)
+
+
+def test_help_is_first_docstring_line():
+    reg = Registry("block")
+
+    @reg.register("conv")
+    def conv():
+        """Two convolutions.
+
+        More text."""
+
+    assert reg.help("conv") == "Two convolutions"
+    assert "conv" in repr(reg)
