@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-EXP    ?= experiments/seed002_quick.yaml
+EXP    ?= experiments/seed002_pooling_quick.yaml experiments/seed002_skips_quick.yaml
 SEARCH ?= experiments/search_quick.yaml
 
 .PHONY: install test ablation report search bench lint clean

@@ -106,6 +106,73 @@ def _profile(args: argparse.Namespace) -> int:
     return 0
 
 
+@_command("train")
+def _train(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .data import DataSpec
+    from .runner import run_dir, run_one
+
+    variant = variant_from_args(args)
+    overrides = {k: v for k, v in (("epochs", args.epochs), ("image_size", args.image_size),
+                                   ("device", args.device), ("loss", args.loss)) if v is not None}
+    config = load_config(args.preset, **overrides)
+    options = _read_yaml_mapping(args.data_options) if args.data_options else {}
+    data = DataSpec(args.data, args.root, config.image_size, options)
+    out = run_dir(args.out, variant, args.seed)
+    row = run_one(variant, data, config, args.seed, out, args.profile_size,
+                  experiment="train", preset=args.preset, progress=not args.json and None)
+    if args.json:
+        print(json.dumps(row, default=str))
+    else:
+        for key in ("variant", "seed", "status", "error", "dataset", "image_size", "epochs",
+                    "dice", "iou", "boundary_iou", "dice_per_image", "pixel_acc", "params_m",
+                    "gmacs_thop", "gmacs_fvcore", "gflops_torch", "train_time_s",
+                    "train_images_per_s", "latency_ms", "device"):
+            value = row.get(key)
+            print(f"{key:<20} {value:.4f}" if isinstance(value, float) else f"{key:<20} {value}")
+        print(f"{'output':<20} {out}")
+    return 0 if row["status"] == "ok" else 1
+
+
+@_command("run")
+def _run(args: argparse.Namespace) -> int:
+    from .experiment import load_experiment
+    from .report import write_report
+    from .runner import run_experiment
+    from .tables import format_summary, summarize
+
+    failed = 0
+    for path in args.experiments:
+        exp = load_experiment(path)
+        runs = run_experiment(exp, args.results, retry_failed=args.retry_failed)
+        exp_dir = Path(args.results) / exp.name
+        report = write_report(exp_dir, runs, exp.baseline.id, exp.metric,
+                              title=f"{exp.name}: {exp.description}" if exp.description else None)
+        print(f"\n{exp.name} ({len(runs)} runs)\n")
+        print(format_summary(summarize(runs, exp.baseline.id, exp.metric), "markdown"))
+        print(f"\nreport: {report}")
+        failed += int((runs["status"] != "ok").sum())
+    if failed:
+        print(f"ablate: {failed} run(s) failed; see the reports", file=sys.stderr)
+    return 1 if failed else 0
+
+
+@_command("report")
+def _report(args: argparse.Namespace) -> int:
+    from .experiment import load_experiment
+    from .report import load_runs, write_report
+
+    for path in args.experiments:
+        exp = load_experiment(path)
+        exp_dir = Path(args.results) / exp.name
+        if not (exp_dir / "runs.csv").is_file():
+            raise FileNotFoundError(f"no stored runs in {exp_dir}; run `ablate run {path}` first")
+        report = write_report(exp_dir, load_runs(exp_dir), exp.baseline.id, exp.metric,
+                              title=f"{exp.name}: {exp.description}" if exp.description else None)
+        print(report)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ablate", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -119,6 +186,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-size", default="224", help="S, HxW or CxHxW (default 224)")
     p.add_argument("--num-classes", type=int, default=2, help="output channels (default 2)")
     p.add_argument("--json", action="store_true", help="print the row as one JSON object")
+
+    p = sub.add_parser("train", help="train one variant, print its metrics and profile")
+    _add_variant_args(p)
+    p.add_argument("--data", default="shapes", help="dataset name (default shapes)")
+    p.add_argument("--root", default=None, help="dataset folder (voc, pets, folder)")
+    p.add_argument("--data-options", type=Path, help="YAML mapping of dataset options")
+    p.add_argument("--preset", default="quick", help="training preset (default quick)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int, help="override the preset's epochs")
+    p.add_argument("--image-size", type=int, help="override the preset's image size (pixels)")
+    p.add_argument("--loss", help="override the preset's loss")
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--profile-size", type=int, default=224, help="input side for params/MACs")
+    p.add_argument("--out", type=Path, default=Path("results/single"), help="output folder")
+    p.add_argument("--json", action="store_true", help="print the result row as one JSON object")
+
+    for name, text in (("run", "run experiments: train, evaluate, profile, tables, report"),
+                       ("report", "rebuild the tables, plots and report from stored runs")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("experiments", nargs="+", type=Path, help="experiment YAML file(s)")
+        p.add_argument("--results", type=Path, default=Path("results"), help="results root")
+        if name == "run":
+            p.add_argument("--retry-failed", action="store_true", help="redo failed runs")
     return parser
 
 

@@ -1,0 +1,112 @@
+"""Training configuration: a frozen dataclass, named presets in YAML, strict overrides.
+
+Defaults are seed 002's final recipe. A preset is one YAML file in ``ablate/presets/``; adding
+one is adding a file. Unknown keys are refused, never ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from .registry import Registry
+
+PRESETS: Registry = Registry("preset")
+_PRESET_DIR = Path(__file__).with_name("presets")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How one variant is trained and evaluated (units in comments)."""
+
+    # optimisation: AdamW + CosineAnnealingLR(T_max=epochs, eta_min)
+    epochs: int = 15
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    eta_min: float = 1e-6
+    loss: str = "dice"
+    # data
+    image_size: int = 224        # pixels, square
+    augment: bool = True         # flip, scale-crop, rotation (see ablate.data.Augment)
+    # hardware
+    device: str = "auto"         # auto: cuda, then mps, then cpu; or cuda:N
+    amp: bool = True             # CUDA only: bf16 autocast (fp16 + GradScaler without bf16)
+    channels_last: bool = True   # CUDA only
+    compile: bool = False        # torch.compile the model
+    threads: int = 0             # CPU intra-op threads; 0 keeps torch's default
+    # output
+    samples: int = 4             # validation images drawn in samples.png
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "image_size"):
+            _check(name, getattr(self, name), lambda v: _is_int(v) and v >= 1, "a positive integer")
+        _check("threads", self.threads, lambda v: _is_int(v) and v >= 0, "an integer >= 0")
+        _check("samples", self.samples, lambda v: _is_int(v) and v >= 0, "an integer >= 0")
+        for name in ("lr", "weight_decay", "eta_min"):
+            value = getattr(self, name)
+            _check(name, value, lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+                   and v >= 0, "a non-negative number")
+            object.__setattr__(self, name, float(value))
+        for name in ("augment", "amp", "channels_last", "compile"):
+            _check(name, getattr(self, name), lambda v: isinstance(v, bool), "true or false")
+        base = self.device.split(":")[0] if isinstance(self.device, str) else None
+        _check("device", self.device, lambda v: base in DEVICES, f"{', '.join(DEVICES)} or cuda:N")
+        from .losses import LOSSES
+
+        _check("loss", self.loss, lambda v: v in LOSSES, ", ".join(LOSSES.names()))
+
+    def replace(self, **overrides: Any) -> "TrainConfig":
+        _check_keys(overrides, "training")
+        return dataclasses.replace(self, **overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, mapping: Mapping[str, Any]) -> "TrainConfig":
+        _check_keys(mapping, "training")
+        return cls(**mapping)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check(name: str, value: Any, ok, allowed: str) -> None:
+    if not ok(value):
+        raise ValueError(f"{name}={value!r} is not allowed; allowed: {allowed}")
+
+
+def _check_keys(mapping: Mapping[str, Any], what: str) -> None:
+    known = [f.name for f in fields(TrainConfig)]
+    unknown = sorted(set(mapping) - set(known))
+    if unknown:
+        raise ValueError(f"unknown {what} key {', '.join(map(repr, unknown))}; "
+                         f"allowed: {', '.join(known)}")
+
+
+def _register_preset_file(path: Path) -> None:
+    def load() -> dict[str, Any]:
+        data = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"preset file {path} must hold a mapping of training keys")
+        return data
+
+    first = next((l.lstrip("# ").strip() for l in path.read_text().splitlines() if l.startswith("#")), "")
+    PRESETS.register(path.stem, help=first)(load)
+
+
+for _path in sorted(_PRESET_DIR.glob("*.yaml")):
+    _register_preset_file(_path)
+
+
+def load_config(preset: str = "quick", **overrides: Any) -> TrainConfig:
+    """The named preset with ``overrides`` applied (both validated)."""
+    values = {**PRESETS.get(preset)(), **overrides}
+    return TrainConfig.from_dict(values)

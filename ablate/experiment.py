@@ -1,0 +1,146 @@
+"""Experiment files: YAML in, a validated ``Experiment`` out.
+
+An experiment names a dataset, a training preset (with overrides), seeds, a baseline variant and
+the variants to compare, each given as overrides of the baseline, or as a grid over knobs::
+
+    name: pooling_quick             # results go to results/<name>/ (default: the file's stem)
+    description: seed 002, experiment 1
+    dataset: {name: shapes, options: {n_train: 256}}   # root: for voc, pets, folder
+    preset: quick
+    train: {epochs: 5}              # overrides of the preset (TrainConfig keys)
+    seeds: [0, 1, 2]
+    baseline: {block: dsconv, widths: [180, 90, 45, 45]}
+    variants:                       # each: knob overrides of the baseline
+      - {pool: MAM}
+    grid: {pool: [MAA, AAM]}        # optional: every combination, on top of the baseline
+    profile_size: 224               # square input side for params / MACs (default 224)
+    metric: dice                    # what the summary compares
+
+Every error names the file, the key and what is allowed. YAML is read with ``safe_load``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from .config import TrainConfig, load_config
+from .data import DataSpec
+from .variant import Variant
+
+KEYS = ("name", "description", "dataset", "preset", "train", "seeds", "baseline", "variants",
+        "grid", "profile_size", "metric")
+METRICS = ("dice", "iou", "boundary_iou", "dice_per_image", "pixel_acc")
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A validated experiment: the baseline comes first in ``variants``, no duplicates."""
+
+    name: str
+    data: DataSpec
+    preset: str
+    config: TrainConfig
+    seeds: tuple[int, ...]
+    baseline: Variant
+    variants: tuple[Variant, ...]
+    profile_size: int = 224
+    metric: str = "dice"
+    description: str = ""
+
+    def runs(self) -> list[tuple[Variant, int]]:
+        """Every (variant, seed) cell, seed-major so each seed's comparison completes early."""
+        return [(v, s) for s in self.seeds for v in self.variants]
+
+
+class ExperimentError(ValueError):
+    """A bad experiment file; the message names the file and the key."""
+
+
+def load_experiment(path: str | Path) -> Experiment:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"experiment file {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ExperimentError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ExperimentError(f"{path}: expected a mapping with keys {', '.join(KEYS)}")
+    return parse_experiment(raw, default_name=path.stem, source=str(path))
+
+
+def parse_experiment(raw: Mapping[str, Any], default_name: str = "experiment",
+                     source: str = "<experiment>") -> Experiment:
+    """Validate a mapping (as read from YAML) into an ``Experiment``."""
+
+    def at(key: str, fn, *args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (ValueError, TypeError) as exc:
+            raise ExperimentError(f"{source}: {key}: {exc}") from None
+
+    unknown = sorted(set(raw) - set(KEYS))
+    if unknown:
+        raise ExperimentError(f"{source}: unknown key {', '.join(map(repr, unknown))}; "
+                              f"allowed: {', '.join(KEYS)}")
+    name = str(raw.get("name") or default_name)
+    if not name.replace("_", "").replace("-", "").replace(".", "").isalnum():
+        raise ExperimentError(f"{source}: name: {name!r} is not allowed; allowed: letters, "
+                              "digits, '_', '-', '.' (it names the results folder)")
+    data = at("dataset", _data_spec, raw.get("dataset", {"name": "shapes"}))
+    preset = str(raw.get("preset", "quick"))
+    train = raw.get("train") or {}
+    if not isinstance(train, Mapping):
+        raise ExperimentError(f"{source}: train: expected a mapping of training keys")
+    config = at("train", load_config, preset, **train)
+    seeds = at("seeds", _seeds, raw.get("seeds", [0]))
+    baseline = at("baseline", Variant.from_dict, raw.get("baseline") or {})
+    variants = [baseline]
+    for i, overrides in enumerate(raw.get("variants") or []):
+        if not isinstance(overrides, Mapping):
+            raise ExperimentError(f"{source}: variants[{i}]: expected a mapping of knob values")
+        variants.append(at(f"variants[{i}]", baseline.replace, **overrides))
+    grid = raw.get("grid") or {}
+    if not isinstance(grid, Mapping) or not all(isinstance(v, list) for v in grid.values()):
+        raise ExperimentError(f"{source}: grid: expected a mapping of knob -> list of values")
+    for combo in itertools.product(*grid.values()):
+        overrides = dict(zip(grid, combo))
+        variants.append(at(f"grid {overrides}", baseline.replace, **overrides))
+    profile_size = at("profile_size", _positive_int, raw.get("profile_size", 224), "profile_size")
+    metric = raw.get("metric", "dice")
+    if metric not in METRICS:
+        raise ExperimentError(f"{source}: metric: {metric!r} is not allowed; "
+                              f"allowed: {', '.join(METRICS)}")
+    return Experiment(name=name, data=data, preset=preset, config=config, seeds=seeds,
+                      baseline=baseline, variants=tuple(dict.fromkeys(variants)),
+                      profile_size=profile_size, metric=metric,
+                      description=str(raw.get("description", "")))
+
+
+def _data_spec(value: Any) -> DataSpec:
+    if isinstance(value, str):
+        value = {"name": value}
+    if not isinstance(value, Mapping):
+        raise ValueError("expected a dataset name or a mapping with name, root, options")
+    if "image_size" in value:
+        raise ValueError("image_size belongs to the training settings (train: {image_size: N})")
+    return DataSpec.from_dict(dict(value))
+
+
+def _seeds(value: Any) -> tuple[int, ...]:
+    items = value if isinstance(value, list) else [value]
+    seeds = tuple(_positive_int(s, "seed", minimum=0) for s in items)
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"{value!r} is not allowed; allowed: a list of distinct integers >= 0")
+    return seeds
+
+
+def _positive_int(value: Any, name: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name}={value!r} is not allowed; allowed: an integer >= {minimum}")
+    return value

@@ -1,0 +1,233 @@
+"""Figures of an ablation, drawn from a summary table and the runs' stored files.
+
+Every figure is saved as PNG and SVG and the functions return the paths they wrote. Figures are
+built with ``matplotlib.figure.Figure`` directly, never through ``pyplot``: no global backend is
+switched and nothing is left open, so this works headless and inside notebooks alike.
+
+Each run's files live in ``<exp_dir>/runs/<variant>/seed<k>/``: ``history.csv`` (one row per
+epoch: ``epoch``, ``train_loss`` and the metrics) and ``samples.png``; missing files are
+skipped.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+import matplotlib.image
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from .tables import METRIC_LABELS, METRICS, _input_size, _metric_of
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of the (cost, score) points no other point beats: lower cost, higher score.
+
+    A point is dominated when another has cost <= and score >= with at least one strict;
+    identical points dominate neither each other. Points with a NaN are never on the front.
+    The indices come sorted by cost, then by score descending.
+    """
+    xy = np.asarray(points, dtype=float).reshape(-1, 2)
+    cost, score = xy[:, 0], xy[:, 1]
+    finite = np.isfinite(cost) & np.isfinite(score)
+    front = []
+    for i in np.flatnonzero(finite):
+        no_worse = (cost <= cost[i]) & (score >= score[i]) & finite
+        better = (cost < cost[i]) | (score > score[i])
+        if not np.any(no_worse & better):
+            front.append(int(i))
+    return sorted(front, key=lambda i: (cost[i], -score[i]))
+
+
+def _run_dir(exp_dir: Path, variant: str, seed: int) -> Path:
+    return Path(exp_dir) / "runs" / str(variant) / f"seed{int(seed)}"
+
+
+def _short_labels(variants: Sequence[str]) -> list[str]:
+    """Variant ids without the ``-`` tokens they all share (the full id if nothing is left)."""
+    tokens = [str(v).split("-") for v in variants]
+    common = set.intersection(*map(set, tokens)) if len(tokens) > 1 else set()
+    return ["-".join(t for t in toks if t not in common) or str(v)
+            for v, toks in zip(variants, tokens)]
+
+
+def _save(fig: Figure, out_dir: Path | str, stem: str) -> list[Path]:
+    """Save ``fig`` as ``<stem>.png`` and ``<stem>.svg`` (SVG without a date, so reproducible)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    png, svg = out_dir / f"{stem}.png", out_dir / f"{stem}.svg"
+    with matplotlib.rc_context({"svg.hashsalt": "ablate", "svg.fonttype": "none"}):
+        fig.savefig(png, dpi=150)
+        fig.savefig(svg, metadata={"Date": None})
+    return [png, svg]
+
+
+def _metric_axis(summary: pd.DataFrame) -> tuple[str, str]:
+    metric = _metric_of(summary)
+    level = f"{100 * (1 - summary.attrs.get('alpha', 0.05)):g}%"
+    return metric, f"{METRIC_LABELS[metric]} (mean over seeds, {level} CI)"
+
+
+def _error(summary: pd.DataFrame, mean: pd.Series) -> np.ndarray:
+    """Asymmetric error bars from the CI columns (0 where there is no interval)."""
+    low = (mean - summary["ci_low"]).fillna(0).to_numpy(float)
+    high = (summary["ci_high"] - mean).fillna(0).to_numpy(float)
+    return np.vstack([low, high])
+
+
+def _plot_against(summary: pd.DataFrame, column: str, name: str, axis_label: str,
+                  out_dir: Path | str, stem: str) -> list[Path]:
+    """Metric against a cost column, with CI bars, the Pareto front and the baseline."""
+    metric, metric_label = _metric_axis(summary)
+    rows = summary[summary[f"{metric}_mean"].notna() & summary[column].notna()]
+    if rows.empty:
+        raise ValueError(f"no variant has both a {metric} mean and a {column} value to plot")
+    rows = rows.reset_index(drop=True)
+    x, y = rows[column].to_numpy(float), rows[f"{metric}_mean"].to_numpy(float)
+    sign = 1.0 if METRICS[metric] == "max" else -1.0
+    front = pareto_front(list(zip(x, sign * y)))
+
+    fig = Figure(figsize=(8, 5.5), layout="constrained")
+    ax = fig.add_subplot()
+    ax.errorbar(x, y, yerr=_error(rows, rows[f"{metric}_mean"]), fmt="o", color="C0",
+                ecolor="0.6", capsize=3, label="variant")
+    ax.step(x[front], y[front], where="post", color="C1", lw=1.5, label="Pareto front")
+    ax.scatter(x[front], y[front], s=130, facecolors="none", edgecolors="C1", lw=1.5)
+    base = rows.index[rows["is_baseline"]]
+    ax.scatter(x[base], y[base], marker="*", s=260, color="C3", zorder=5, label="baseline")
+    for xi, yi, label in zip(x, y, _short_labels(list(rows["variant"]))):
+        ax.annotate(label, (xi, yi), xytext=(5, 5), textcoords="offset points", fontsize=7)
+    ax.set_xlabel(axis_label)
+    ax.set_ylabel(metric_label)
+    ax.set_title(f"{METRIC_LABELS[metric]} vs {name}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, out_dir, stem)
+
+
+def plot_dice_vs_gmacs(summary: pd.DataFrame, out_dir: Path | str) -> list[Path]:
+    """Mean metric with CI bars against GMACs (thop), Pareto front and baseline marked."""
+    label = f"GMACs (thop; 1e9 multiply-accumulates at {_input_size(summary)})"
+    return _plot_against(summary, "gmacs_thop", "GMACs", label, out_dir,
+                         f"{_metric_of(summary)}_vs_gmacs")
+
+
+def plot_dice_vs_params(summary: pd.DataFrame, out_dir: Path | str) -> list[Path]:
+    """Mean metric with CI bars against parameters (millions), Pareto front and baseline marked."""
+    return _plot_against(summary, "params_m", "parameters", "Parameters (M)", out_dir,
+                         f"{_metric_of(summary)}_vs_params")
+
+
+def plot_dice_ci(summary: pd.DataFrame, out_dir: Path | str) -> list[Path]:
+    """Mean metric per variant with its CI as horizontal bars, against the baseline's mean and CI.
+
+    Best rows (best mean and those not significantly worse) are drawn in green.
+    """
+    metric, metric_label = _metric_axis(summary)
+    rows = summary[summary[f"{metric}_mean"].notna()].reset_index(drop=True)
+    mean = rows[f"{metric}_mean"]
+    y = np.arange(len(rows))[::-1]
+    fig = Figure(figsize=(8, 1.5 + 0.4 * len(rows)), layout="constrained")
+    ax = fig.add_subplot()
+    base = rows[rows["is_baseline"]].iloc[0]
+    if pd.notna(base["ci_low"]):
+        ax.axvspan(base["ci_low"], base["ci_high"], color="C3", alpha=0.1, label="baseline CI")
+    ax.axvline(base[f"{metric}_mean"], color="C3", ls="--", lw=1, label="baseline mean")
+    colors = np.where(rows["best"], "C2", "C0")
+    err = _error(rows, mean)
+    for i, color in enumerate(colors):
+        ax.errorbar(mean[i], y[i], xerr=err[:, i:i + 1], fmt="o", color=color, capsize=3)
+    ax.set_yticks(y, [f"{v} (n={n})" for v, n in zip(rows["variant"], rows["n_seeds"])],
+                  fontsize=8)
+    ax.set_xlabel(metric_label)
+    ax.set_title(f"{METRIC_LABELS[metric]} per variant (green: best or not significantly worse)")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, out_dir, f"{metric}_ci")
+
+
+def _histories(exp_dir: Path | str, runs: pd.DataFrame, variant: str,
+               metric: str) -> list[pd.DataFrame]:
+    """The history tables of a variant's ok runs that have one."""
+    needed = {"epoch", "train_loss", metric}
+    out = []
+    ok = runs[(runs["variant"] == variant) & (runs["status"] == "ok")]
+    for seed in sorted(ok["seed"]):
+        path = _run_dir(exp_dir, variant, seed) / "history.csv"
+        if not path.is_file():
+            continue
+        history = pd.read_csv(path)
+        missing = needed - set(history.columns)
+        if missing:
+            raise ValueError(f"{path} lacks column(s) {', '.join(sorted(missing))}")
+        out.append(history)
+    return out
+
+
+def plot_curves(exp_dir: Path | str, runs: pd.DataFrame, out_dir: Path | str,
+                metric: str = "dice") -> list[Path]:
+    """Validation ``metric`` and train loss against epoch, mean over ok seeds, one line per variant.
+
+    The band around each line spans the seeds' minimum to maximum. Runs without a
+    ``history.csv`` are skipped; returns ``[]`` when no variant has one.
+    """
+    if metric not in METRICS:
+        raise ValueError(f"metric={metric!r} is not allowed; allowed: {', '.join(METRICS)}")
+    variants = list(pd.unique(runs["variant"]))
+    fig = Figure(figsize=(12, 4.5), layout="constrained")
+    ax_val, ax_loss = fig.subplots(1, 2)
+    drawn = 0
+    for color, (variant, label) in enumerate(zip(variants, _short_labels(variants))):
+        histories = _histories(exp_dir, runs, variant, metric)
+        if not histories:
+            continue
+        per_epoch = pd.concat(histories).groupby("epoch")
+        for ax, column in ((ax_val, metric), (ax_loss, "train_loss")):
+            mean = per_epoch[column].mean()
+            ax.plot(mean.index, mean.to_numpy(), color=f"C{color % 10}",
+                    label=f"{label} (n={len(histories)})")
+            ax.fill_between(mean.index, per_epoch[column].min(), per_epoch[column].max(),
+                            color=f"C{color % 10}", alpha=0.15, lw=0)
+        drawn += 1
+    if not drawn:
+        return []
+    ax_val.set_ylabel(f"validation {METRIC_LABELS[metric]} (mean over seeds)")
+    ax_loss.set_ylabel("train loss (mean over seeds)")
+    for ax in (ax_val, ax_loss):
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    ax_loss.legend(fontsize=7)
+    return _save(fig, out_dir, "curves")
+
+
+def plot_samples(exp_dir: Path | str, runs: pd.DataFrame, out_dir: Path | str) -> list[Path]:
+    """One grid of each variant's ``samples.png`` from its lowest seed that has one.
+
+    Returns ``[]`` when no run has a sample picture.
+    """
+    found = []
+    for variant in pd.unique(runs["variant"]):
+        for seed in sorted(runs.loc[runs["variant"] == variant, "seed"]):
+            path = _run_dir(exp_dir, variant, seed) / "samples.png"
+            if path.is_file():
+                found.append((variant, seed, matplotlib.image.imread(path)))
+                break
+    if not found:
+        return []
+    height, width = found[0][2].shape[:2]
+    ncols = 1 if width >= 2 * height else min(3, len(found))
+    nrows = math.ceil(len(found) / ncols)
+    cell = 10.0 if ncols == 1 else 4.0
+    fig = Figure(figsize=(cell * ncols, nrows * (cell * height / width + 0.4)),
+                 layout="constrained")
+    axes = np.atleast_1d(fig.subplots(nrows, ncols)).ravel()
+    for ax in axes:
+        ax.axis("off")
+    for ax, (variant, seed, image) in zip(axes, found):
+        ax.imshow(image)
+        ax.set_title(f"{variant} (seed {seed})", fontsize=8)
+    return _save(fig, out_dir, "samples")

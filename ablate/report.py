@@ -1,0 +1,180 @@
+"""The report of an experiment, rebuilt from its stored runs table alone (no training).
+
+``write_report`` summarizes the runs (see ``ablate.tables`` for the statistics), writes
+``summary.{md,csv,tex}`` and the figures (``plots/``) into the experiment folder, then
+``report.md`` linking to them with relative paths, so the folder can be moved or published.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+from tabulate import tabulate
+
+from .plots import (plot_curves, plot_dice_ci, plot_dice_vs_gmacs, plot_dice_vs_params,
+                    plot_samples)
+from .tables import METRIC_LABELS, METRICS, format_summary, summarize, write_tables
+
+#: Text columns of the runs table whose empty cells mean "nothing", not "missing number".
+_TEXT_COLUMNS = ("experiment", "variant", "status", "error", "encoder", "pool", "widths", "skips",
+                 "fusion", "block", "upsample", "pretrained", "dataset", "preset", "loss",
+                 "device", "torch", "git_commit", "metric_definition", "counter_units")
+
+_SETUP = (("Dataset", "dataset"), ("Image size", "image_size"), ("Epochs", "epochs"),
+          ("Preset", "preset"), ("Loss", "loss"), ("Device", "device"), ("PyTorch", "torch"),
+          ("Git commit", "git_commit"))
+
+
+def load_runs(exp_dir: Path | str) -> pd.DataFrame:
+    """The runs table of an experiment: ``runs.parquet`` if present, else ``runs.csv``.
+
+    Empty text cells (``error``, ``pretrained``...) read back as ``""``, never NaN.
+    """
+    exp_dir = Path(exp_dir)
+    parquet, csv = exp_dir / "runs.parquet", exp_dir / "runs.csv"
+    if parquet.is_file():
+        runs = pd.read_parquet(parquet)
+    elif csv.is_file():
+        runs = pd.read_csv(csv, dtype={c: str for c in _TEXT_COLUMNS})
+    else:
+        raise FileNotFoundError(f"no runs table in {exp_dir}: expected {parquet.name} "
+                                f"or {csv.name}")
+    for column in _TEXT_COLUMNS:
+        if column in runs.columns:
+            runs[column] = runs[column].fillna("").astype(str)
+    return runs
+
+
+def _values(runs: pd.DataFrame, column: str) -> str:
+    """The distinct non-empty values of a column as text; flags disagreement between runs."""
+    if column not in runs.columns:
+        return "not recorded"
+    values = [str(v) for v in pd.unique(runs[column].dropna()) if str(v).strip()]
+    if not values:
+        return "not recorded"
+    return values[0] if len(values) == 1 else f"{', '.join(values)} (differs between runs)"
+
+
+def _setup(runs: pd.DataFrame, baseline: str, metric: str) -> list[str]:
+    seeds = sorted(pd.unique(runs["seed"]))
+    ok = int((runs["status"] == "ok").sum())
+    lines = [f"- Experiment: {_values(runs, 'experiment')}",
+             f"- Baseline: `{baseline}`; metric: {METRIC_LABELS[metric]} (`{metric}`, "
+             f"{'higher' if METRICS[metric] == 'max' else 'lower'} is better)",
+             f"- Variants: {runs['variant'].nunique()}; seeds: {', '.join(map(str, seeds))}; "
+             f"runs: {len(runs)} ({ok} ok, {len(runs) - ok} failed)"]
+    lines += [f"- {label}: {_values(runs, column)}" for label, column in _SETUP]
+    return lines
+
+
+def _how_to_read(summary: pd.DataFrame) -> str:
+    alpha = summary.attrs["alpha"]
+    level = f"{100 * (1 - alpha):g}%"
+    label = METRIC_LABELS[summary.attrs["metric"]]
+    return (
+        f"Each row is one architecture variant trained with several seeds. GMACs are 1e9 "
+        f"multiply-accumulates counted by thop for one image at the stated input size "
+        f"(GFLOPs = 2 x GMACs); the bracket after GMACs and params is the change from the "
+        f"baseline. {label} is given as mean ± sample sd over the seeds that completed, and the "
+        f"{level} CI is the t-interval of that mean: it shows how far another set of seeds "
+        f"could move it. Δ vs baseline pairs runs with the same seed and averages the "
+        f"differences, with its own {level} t-interval; p is the paired t-test over those "
+        f"seeds, Holm-corrected across all variants compared with the baseline. A variant "
+        f"whose Holm-corrected p is above {alpha:g} is not shown to differ from the "
+        f"baseline, however its mean compares. Rank is 1 + the number of variants "
+        f"significantly better than it (paired t-tests between every pair, Holm-corrected "
+        f"across all pairs), so variants the data cannot separate share a rank; with one seed "
+        f"nothing can be tested and every variant has rank 1. Starred, bold rows are the best "
+        f"mean and every variant not significantly worse than it: the candidates this "
+        f"experiment cannot tell apart."
+    )
+
+
+def _link(path: Path, exp_dir: Path) -> str:
+    return path.relative_to(exp_dir).as_posix()
+
+
+def _plots(exp_dir: Path, runs: pd.DataFrame, summary: pd.DataFrame, metric: str) -> list[str]:
+    """Draw every figure the data allows; Markdown lines embedding them (or saying why not)."""
+    out = exp_dir / "plots"
+    label = METRIC_LABELS[metric]
+    has_mean = summary[f"{metric}_mean"].notna()
+    figures = [
+        (f"{label} vs GMACs", (has_mean & summary["gmacs_thop"].notna()).any(),
+         lambda: plot_dice_vs_gmacs(summary, out), "no GMACs in the runs table"),
+        (f"{label} vs parameters", (has_mean & summary["params_m"].notna()).any(),
+         lambda: plot_dice_vs_params(summary, out), "no parameter counts in the runs table"),
+        (f"{label} per variant with {100 * (1 - summary.attrs['alpha']):g}% CI", True,
+         lambda: plot_dice_ci(summary, out), ""),
+        ("Training curves", True,
+         lambda: plot_curves(exp_dir, runs, out, metric),
+         "no history.csv found"),
+        ("Sample predictions (first seed with a picture)", True,
+         lambda: plot_samples(exp_dir, runs, out), "no samples.png found"),
+    ]
+    lines = []
+    for title, possible, draw, why_not in figures:
+        paths = draw() if possible else []
+        lines += [f"### {title}", ""]
+        if paths:
+            png, svg = (_link(p, exp_dir) for p in paths)
+            lines += [f"![{title}]({png})", "", f"([SVG]({svg}))", ""]
+        else:
+            lines += [f"Not drawn: {why_not}.", ""]
+    return lines
+
+
+def _cell(text: object, limit: int = 300) -> str:
+    """One line of text safe inside a Markdown table cell."""
+    text = re.sub(r"\s+", " ", str(text)).strip().replace("|", r"\|")
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _failed(runs: pd.DataFrame, metric: str) -> list[str]:
+    failed = runs[(runs["status"] != "ok") | runs[metric].isna()]
+    if failed.empty:
+        return ["None: every run completed."]
+    errors = failed["error"] if "error" in failed.columns else pd.Series("", index=failed.index)
+    rows = [[_cell(v), s, _cell(st), _cell(e) or f"(no error recorded; {metric} missing)"]
+            for v, s, st, e in zip(failed["variant"], failed["seed"], failed["status"], errors)]
+    return [tabulate(rows, ["Variant", "Seed", "Status", "Error"], tablefmt="pipe",
+                     disable_numparse=True),
+            "", "Failed runs are left out of every statistic and counted in the Seeds column."]
+
+
+def _definitions(runs: pd.DataFrame) -> list[str]:
+    lines = []
+    for label, column in (("Metric definition", "metric_definition"),
+                          ("Counter units", "counter_units")):
+        lines += [f"**{label}** (from the runs' `{column}`):", ""]
+        values = pd.unique(runs[column]) if column in runs.columns else []
+        values = [str(v).strip() for v in values if pd.notna(v) and str(v).strip()]
+        lines += [f"> {_cell(v, 2000)}" for v in values] or ["> not recorded"]
+        lines.append("")
+    return lines
+
+
+def write_report(exp_dir: Path | str, runs: pd.DataFrame, baseline: str, metric: str = "dice",
+                 title: str | None = None) -> Path:
+    """Summarize ``runs``; write tables, figures and ``report.md`` into ``exp_dir``; return it.
+
+    The report holds the setup read from the runs, the summary table, how to read it, the
+    figures (relative links), the failed runs with their errors and the metric definitions.
+    """
+    exp_dir = Path(exp_dir)
+    summary = summarize(runs, baseline, metric)
+    tables = write_tables(summary, exp_dir)
+    if title is None:
+        title = f"Ablation report: {_values(runs, 'experiment')}"
+    lines = [f"# {title}", "", "## Setup", "", *_setup(runs, baseline, metric), "",
+             "## Results", "", format_summary(summary, "markdown"),
+             "Tables: " + ", ".join(f"[{p.name}]({_link(p, exp_dir)})" for p in tables), "",
+             "### How to read this table", "", _how_to_read(summary), "",
+             "## Figures", "", *_plots(exp_dir, runs, summary, metric),
+             "## Failed runs", "", *_failed(runs, metric), "",
+             "## Definitions", "", *_definitions(runs)]
+    path = exp_dir / "report.md"
+    path.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
+    return path

@@ -1,0 +1,198 @@
+"""Run one variant into one result row, and a whole experiment into a runs table.
+
+For each (variant, seed): build -> train -> evaluate -> checkpoint (inside ``train``) ->
+latency -> profile (last: thop attaches to modules) -> one row. A row is written atomically to
+``results/<experiment>/runs/<variant>/seed<k>/row.json`` as the run's last act, and the runs
+table (``runs.csv`` and ``runs.parquet``) is rebuilt from those files after every run. A sweep
+killed at any point (SIGKILL included) and started again skips the cells that have a row, resumes
+the interrupted one from its last checkpoint, and ends with exactly one row per (variant, seed).
+A failing run (bad variant, NaN loss, out-of-memory, any exception) is recorded with its reason
+and the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from .config import TrainConfig
+from .data import DataSpec, DatasetInfo, Split, load_dataset
+from .experiment import Experiment
+from .metrics import DEFINITIONS
+from .profile import profile_model
+from .timing import latency_ms
+from .train import train
+from .variant import Variant
+
+COUNTER_UNITS = ("gmacs_* = 1e9 multiply-accumulates per image at profile_input (thop, fvcore: "
+                 "one MAC = one 'flop'; exact: conv + linear from layer shapes); gflops_torch = "
+                 "1e9 FLOPs (2 per MAC, torch FlopCounterMode, conv + matmul only)")
+METRIC_COLUMNS = ("dice", "iou", "pixel_acc", "boundary_iou", "dice_per_image", "val_loss")
+PROFILE_COLUMNS = ("params", "params_m", "macs_exact", "gmacs_exact", "gmacs_thop",
+                   "gmacs_fvcore", "gflops_torch", "profile_input", "unpriced_thop",
+                   "unpriced_fvcore", "counter_mismatch")
+ENV_COLUMNS = ("device", "python", "torch", "torchvision", "thop", "fvcore", "numpy", "pandas",
+               "optuna", "git_commit")
+COLUMNS = ("experiment", "variant", "seed", "status", "error",
+           "encoder", "pool", "widths", "skips", "fusion", "block", "upsample", "pretrained",
+           "dataset", "image_size", "epochs", "epochs_run", "preset", "loss",
+           *METRIC_COLUMNS, *PROFILE_COLUMNS,
+           "train_time_s", "train_images_per_s", "latency_ms", "peak_mem_mb", "wall_s",
+           *ENV_COLUMNS, "metric_definition", "counter_units", "run_key")
+
+
+def run_dir(exp_dir: Path, variant: Variant | str, seed: int) -> Path:
+    vid = variant.id if isinstance(variant, Variant) else variant
+    return Path(exp_dir) / "runs" / vid / f"seed{seed}"
+
+
+def run_key(variant: Variant, data: DataSpec, config: TrainConfig, seed: int,
+            profile_size: int) -> str:
+    """Hash of everything that decides a run's result; a stored row with another key is stale."""
+    payload = json.dumps([variant.to_dict(), data.to_dict(), config.to_dict(), seed, profile_size],
+                         sort_keys=True, default=str)
+    return hashlib.sha1(payload.encode()).hexdigest()[:16]
+
+
+def run_one(variant: Variant, data: DataSpec | tuple[DatasetInfo, dict[str, Split]],
+            config: TrainConfig, seed: int, out_dir: Path | None = None,
+            profile_size: int = 224, experiment: str = "", preset: str = "",
+            progress: bool | None = None, on_epoch: Callable | None = None) -> dict[str, Any]:
+    """Train, evaluate, time and profile one variant; return its result row (see ``COLUMNS``)."""
+    result = train(variant, data, config, seed=seed, out_dir=out_dir, progress=progress,
+                   on_epoch=on_epoch)
+    row = _base_row(variant, seed, experiment, preset, config)
+    row.update(status=result.status, error=result.error, epochs_run=result.epochs_run,
+               dataset=result.info.name if result.info else "", **result.env)
+    row.update({k: result.metrics.get(k, math.nan) for k in METRIC_COLUMNS})
+    row.update(train_time_s=result.train_time_s, train_images_per_s=result.train_images_per_s,
+               peak_mem_mb=result.peak_mem_mb)
+    if result.model is not None:
+        size = (result.info.in_channels, profile_size, profile_size)
+        row["latency_ms"] = latency_ms(result.model, size)
+        row.update(profile_model(result.model, size).row())  # last: after checkpoints
+    return row
+
+
+def _base_row(variant: Variant, seed: int, experiment: str, preset: str,
+              config: TrainConfig) -> dict[str, Any]:
+    knobs = variant.to_dict()
+    row: dict[str, Any] = {c: math.nan for c in COLUMNS}
+    row.update(
+        experiment=experiment, variant=variant.id, seed=seed, status="failed", error="",
+        encoder=knobs["encoder"], pool=knobs["pool"],
+        widths=",".join(map(str, knobs["widths"])), skips=",".join(knobs["skips"]) or "none",
+        fusion=knobs["fusion"], block=knobs["block"], upsample=knobs["upsample"],
+        pretrained=knobs["pretrained"] or "", image_size=config.image_size,
+        epochs=config.epochs, preset=preset, loss=config.loss,
+        metric_definition=" ".join(f"{k}: {v}" for k, v in DEFINITIONS.items()),
+        counter_units=COUNTER_UNITS,
+    )
+    return row
+
+
+def run_experiment(exp: Experiment, results_dir: str | Path = "results",
+                   progress: bool | None = None, retry_failed: bool = False,
+                   cache_dir: str | Path = ".cache/ablate") -> pd.DataFrame:
+    """Run every missing (variant, seed) cell of ``exp``; return the runs table."""
+    exp_dir = Path(results_dir) / exp.name
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    (exp_dir / "experiment.json").write_text(json.dumps(_describe(exp), indent=2))
+    data_spec = DataSpec(exp.data.name, exp.data.root, exp.config.image_size, exp.data.options)
+    keys = {(v.id, s): run_key(v, data_spec, exp.config, s, exp.profile_size)
+            for v, s in exp.runs()}
+    todo = [(v, s) for v, s in exp.runs()
+            if not _finished(run_dir(exp_dir, v, s), keys[v.id, s], retry_failed)]
+    if todo:
+        data = load_dataset(data_spec, cache_dir)  # decoded once for every variant and seed
+    bar = tqdm(total=len(exp.runs()), initial=len(exp.runs()) - len(todo), desc=exp.name,
+               unit="run", disable=None if progress is None else not progress)
+    for variant, seed in todo:
+        bar.set_postfix_str(f"{variant.id} seed {seed}")
+        out = run_dir(exp_dir, variant, seed)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "run_key").write_text(keys[variant.id, seed])
+        start = time.perf_counter()
+        try:
+            row = run_one(variant, data, exp.config, seed, out, exp.profile_size, exp.name,
+                          exp.preset, progress)
+        except Exception as exc:  # recorded, never fatal to the sweep
+            row = _base_row(variant, seed, exp.name, exp.preset, exp.config)
+            row["error"] = f"{type(exc).__name__}: {exc}"
+            row["dataset"] = exp.data.name
+        row["run_key"] = keys[variant.id, seed]
+        row["wall_s"] = time.perf_counter() - start
+        _atomic_write(out / "row.json", json.dumps(row, default=_json_default))
+        write_runs(exp_dir, collect_runs(exp_dir, exp))
+        bar.update(1)
+    bar.close()
+    runs = collect_runs(exp_dir, exp)
+    write_runs(exp_dir, runs)
+    return runs
+
+
+def _finished(path: Path, key: str, retry_failed: bool) -> bool:
+    """Has this cell a current row? Otherwise clear what cannot be resumed.
+
+    A row with another run key is stale; with ``retry_failed`` a failed row is redone. A folder
+    without a row is an interrupted run: it resumes only if it was started with the same key.
+    """
+    row_file, marker = path / "row.json", path / "run_key"
+    if row_file.is_file():
+        row = json.loads(row_file.read_text())
+        if row.get("run_key") == key and not (retry_failed and row.get("status") != "ok"):
+            return True
+    resumable = (not row_file.is_file() and marker.is_file()
+                 and marker.read_text().strip() == key)
+    if path.is_dir() and not resumable:
+        shutil.rmtree(path)
+    return False
+
+
+def collect_runs(exp_dir: Path, exp: Experiment) -> pd.DataFrame:
+    """The runs table: one row per (variant, seed) of ``exp`` that has a row file."""
+    rows = []
+    for variant, seed in exp.runs():
+        row_file = run_dir(exp_dir, variant, seed) / "row.json"
+        if row_file.is_file():
+            rows.append(json.loads(row_file.read_text()))
+    frame = pd.DataFrame(rows)
+    extra = [c for c in frame.columns if c not in COLUMNS]
+    return frame.reindex(columns=[*COLUMNS, *extra])
+
+
+def write_runs(exp_dir: Path, runs: pd.DataFrame) -> None:
+    """``runs.csv`` and ``runs.parquet``, each replaced atomically."""
+    _atomic_write(exp_dir / "runs.csv", runs.to_csv(index=False))
+    tmp = exp_dir / "runs.parquet.tmp"
+    runs.to_parquet(tmp, index=False)
+    os.replace(tmp, exp_dir / "runs.parquet")
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+def _describe(exp: Experiment) -> dict[str, Any]:
+    return {"name": exp.name, "description": exp.description, "dataset": exp.data.to_dict(),
+            "preset": exp.preset, "config": exp.config.to_dict(), "seeds": list(exp.seeds),
+            "baseline": exp.baseline.id, "variants": [v.id for v in exp.variants],
+            "profile_size": exp.profile_size, "metric": exp.metric}

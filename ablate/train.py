@@ -1,0 +1,246 @@
+"""Train one variant: config, data, model, optimizer, loop. Reads top to bottom.
+
+``train(variant, data, config, seed)`` returns a ``RunResult`` with the final-epoch validation
+metrics (no model selection on the validation split; the best checkpoint is kept for users), the
+per-epoch history and timings. A non-finite loss or a CUDA out-of-memory ends the run with
+``status="failed"`` and the reason; the caller decides whether to go on.
+
+Reproducibility: the seed fixes the initial weights (the encoder is built first, so every
+variant with the same encoder starts from the same encoder weights), the batch order and the
+augmentation of each epoch. On the CPU the same seed gives identical metrics twice. With
+``out_dir`` the run writes ``history.csv``, ``samples.png`` and atomic ``checkpoints/last.pt``
+and ``best.pt``; a run started again with the same settings resumes from ``last.pt``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .config import TrainConfig
+from .data import BatchLoader, DatasetInfo, DataSpec, Split, load_dataset
+from .env import environment, resolve_device
+from .evaluate import evaluate
+from .losses import build_loss
+from .model import build_model
+from .samples import save_samples
+from .timing import peak_memory_mb, reset_peak_memory
+from .variant import Variant
+
+HISTORY_FIELDS = ("epoch", "train_loss", "val_loss", "dice", "iou", "boundary_iou",
+                  "dice_per_image", "pixel_acc", "lr", "time_s")
+EpochHook = Callable[[int, dict[str, float]], None]
+
+
+@dataclass
+class RunResult:
+    """What one training run produced. ``metrics`` are the last epoch's validation scores."""
+
+    status: str                      # "ok" or "failed"
+    error: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+    history: list[dict[str, float]] = field(default_factory=list)
+    epochs_run: int = 0
+    train_time_s: float = 0.0        # optimisation only, evaluation excluded
+    train_images_per_s: float = 0.0
+    peak_mem_mb: float = 0.0         # CUDA max allocated, or process peak RSS on CPU
+    env: dict[str, str] = field(default_factory=dict)
+    model: nn.Module | None = None
+    info: DatasetInfo | None = None
+
+
+class _NonFinite(Exception):
+    pass
+
+
+def train(variant: Variant, data: DataSpec | tuple[DatasetInfo, dict[str, Split]],
+          config: TrainConfig, seed: int = 0, out_dir: str | Path | None = None,
+          resume: bool = True, progress: bool | None = None, on_epoch: EpochHook | None = None,
+          cache_dir: str | Path = ".cache/ablate") -> RunResult:
+    """Train ``variant`` on ``data`` (a DataSpec, or an already loaded ``(info, splits)``).
+
+    ``on_epoch(epoch, scores)`` is called after each evaluation (e.g. for Optuna pruning); an
+    exception it raises ends the run and propagates. ``progress=None`` shows bars on a terminal.
+    """
+    # -- config and device
+    device = resolve_device(config.device)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.backends.cudnn.benchmark = True
+    amp_dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float16
+    use_amp = cuda and config.amp
+    out_dir = Path(out_dir) if out_dir is not None else None
+    disable_bars = None if progress is None else not progress
+
+    # -- data (decoded once and cached; moved to the device once)
+    info, splits = _load(data, config, cache_dir)
+    train_loader = BatchLoader(splits["train"], config.batch_size, device, shuffle=True,
+                               augment=config.augment, seed=seed, drop_last=True,
+                               ignore_index=info.ignore_index)
+    val_loader = BatchLoader(splits["val"], config.batch_size, device,
+                             ignore_index=info.ignore_index)
+
+    # -- model, loss, optimizer, schedule
+    torch.manual_seed(seed)
+    model = build_model(variant, info.model_outputs, info.in_channels).to(device)
+    if cuda and config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    step_model = torch.compile(model) if config.compile else model
+    loss_fn = build_loss(config.loss, info.num_classes, info.ignore_index)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
+                                  weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs,
+                                                           eta_min=config.eta_min)
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    autocast = (lambda: torch.autocast("cuda", dtype=amp_dtype)) if use_amp else contextlib.nullcontext
+
+    identity = {"variant": variant.to_dict(), "config": _identity_config(config), "seed": seed,
+                "dataset": info.name}
+    result = RunResult(status="ok", env=environment(device), info=info)
+    start_epoch, best = 0, -1.0
+    last_path = out_dir / "checkpoints" / "last.pt" if out_dir else None
+    if resume and last_path is not None and last_path.is_file():
+        state = torch.load(last_path, map_location=device, weights_only=True)
+        _check_same_run(state, identity, last_path)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        start_epoch, best = state["epoch"], state["best"]
+        result.history, result.train_time_s = state["history"], state["train_time_s"]
+
+    # -- loop
+    reset_peak_memory(device)
+    epochs = tqdm(range(start_epoch, config.epochs), desc=variant.id, unit="epoch",
+                  initial=start_epoch, total=config.epochs, disable=disable_bars, leave=False)
+    try:
+        for epoch in epochs:
+            lr = scheduler.get_last_lr()[0]
+            train_loader.set_epoch(epoch)
+            model.train()
+            t0 = time.perf_counter()
+            loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+            batches = tqdm(train_loader, desc=f"epoch {epoch + 1}", unit="batch", leave=False,
+                           disable=disable_bars)
+            for images, masks in batches:
+                if cuda and config.channels_last:
+                    images = images.contiguous(memory_format=torch.channels_last)
+                with autocast():
+                    logits = step_model(images)
+                loss = loss_fn(logits.float(), masks)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                loss_sum += loss.detach()
+            train_loss = float(loss_sum) / len(train_loader)  # one device sync per epoch
+            if cuda:
+                torch.cuda.synchronize(device)
+            result.train_time_s += time.perf_counter() - t0
+            if not torch.isfinite(torch.tensor(train_loss)):
+                raise _NonFinite(f"non-finite training loss ({train_loss}) in epoch {epoch + 1}")
+            scheduler.step()
+
+            with autocast():
+                scores = evaluate(step_model, val_loader, info.num_classes, info.ignore_index,
+                                  loss_fn=loss_fn)
+            row = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": scores["loss"],
+                   **{k: scores[k] for k in HISTORY_FIELDS if k in scores},
+                   "lr": lr, "time_s": result.train_time_s}
+            result.history.append(row)
+            epochs.set_postfix(loss=f"{train_loss:.4f}", dice=f"{scores['dice']:.4f}")
+            if out_dir is not None:
+                state = {**identity, "model": model.state_dict(),
+                         "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                         "scaler": scaler.state_dict(), "epoch": epoch + 1,
+                         "best": max(best, scores["dice"]), "history": result.history,
+                         "train_time_s": result.train_time_s}
+                _write_history(out_dir / "history.csv", result.history)
+                if scores["dice"] > best:
+                    _atomic_save({**identity, "model": model.state_dict(), "epoch": epoch + 1,
+                                  "dice": scores["dice"]}, out_dir / "checkpoints" / "best.pt")
+                _atomic_save(state, last_path)
+            best = max(best, scores["dice"])
+            if on_epoch is not None:
+                on_epoch(epoch + 1, scores)
+    except _NonFinite as exc:
+        return _failed(result, str(exc))
+    except torch.cuda.OutOfMemoryError as exc:
+        del optimizer, step_model
+        model = None
+        torch.cuda.empty_cache()
+        return _failed(result, f"CUDA out of memory: {str(exc).splitlines()[0]}")
+
+    # -- final scores (the last epoch), timings, picture
+    result.epochs_run = len(result.history)
+    if result.history:
+        last = result.history[-1]
+        result.metrics = {k: last[k] for k in ("dice", "iou", "boundary_iou", "dice_per_image",
+                                               "pixel_acc", "val_loss")}
+    done_epochs = config.epochs
+    n_images = len(train_loader) * config.batch_size * done_epochs
+    result.train_images_per_s = n_images / result.train_time_s if result.train_time_s else 0.0
+    result.peak_mem_mb = peak_memory_mb(device)
+    result.model = model
+    if out_dir is not None and config.samples:
+        save_samples(model, splits["val"], info, out_dir / "samples.png", config.samples)
+    return result
+
+
+def _load(data, config: TrainConfig, cache_dir) -> tuple[DatasetInfo, dict[str, Split]]:
+    if isinstance(data, DataSpec):
+        return load_dataset(dataclasses.replace(data, image_size=config.image_size), cache_dir)
+    info, splits = data
+    size = splits["train"].images.shape[1]
+    if size != config.image_size:
+        raise ValueError(f"the loaded data is {size} px but image_size={config.image_size}; "
+                         "load the dataset at the configured size")
+    return info, splits
+
+
+def _identity_config(config: TrainConfig) -> dict[str, Any]:
+    """The settings a resumed run must share (device and speed switches may differ)."""
+    skip = {"device", "compile", "threads", "samples"}
+    return {k: v for k, v in config.to_dict().items() if k not in skip}
+
+
+def _check_same_run(state: dict, identity: dict, path: Path) -> None:
+    for key, value in identity.items():
+        if state.get(key) != value:
+            raise ValueError(f"checkpoint {path} was written for a different run ({key}: "
+                             f"{state.get(key)!r} != {value!r}); delete it or pass resume=False")
+
+
+def _failed(result: RunResult, reason: str) -> RunResult:
+    result.status, result.error, result.model = "failed", reason, None
+    result.epochs_run = len(result.history)
+    return result
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _write_history(path: Path, history: list[dict[str, float]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=HISTORY_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(history)
+    os.replace(tmp, path)

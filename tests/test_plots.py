@@ -1,0 +1,114 @@
+"""Tests of ablate.plots: the Pareto front by hand, and figures written as real PNG and SVG."""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib.image
+import numpy as np
+import pandas as pd
+import pytest
+
+from ablate.plots import (pareto_front, plot_curves, plot_dice_ci, plot_dice_vs_gmacs,
+                          plot_dice_vs_params, plot_samples)
+from ablate.tables import summarize
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+IDS = ["r18-M-w128.64.32.32-k0123-cat-ds-bil", "r18-MAA-w128.64.32.32-k0123-cat-ds-bil",
+       "r18-MAA-w128.64.32.32-k23-cat-ds-bil"]
+
+
+def make_runs(dice: dict[str, list[float | None]]) -> pd.DataFrame:
+    """A minimal runs table: one row per (variant, seed); None = failed run."""
+    rows = []
+    for i, (variant, values) in enumerate(dice.items()):
+        for seed, value in enumerate(values):
+            rows.append(dict(variant=variant, seed=seed,
+                             status="failed" if value is None else "ok",
+                             dice=np.nan if value is None else value,
+                             gmacs_thop=3.8 - 0.1 * i, params_m=22.5 + 0.2 * i, image_size=224))
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture
+def summary() -> pd.DataFrame:
+    runs = make_runs({IDS[0]: [0.90, 0.91, 0.92], IDS[1]: [0.93, 0.94, 0.945],
+                      IDS[2]: [0.89, None, 0.90]})
+    return summarize(runs, IDS[0])
+
+
+def assert_figure(paths, stem: str, texts=()) -> str:
+    """Both files exist under the stem, the PNG is a PNG, the SVG an SVG holding ``texts``."""
+    assert [p.name for p in paths] == [f"{stem}.png", f"{stem}.svg"]
+    png, svg = paths
+    assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 1000
+    text = svg.read_text(encoding="utf-8")
+    assert "<svg" in text and "</svg>" in text
+    for t in texts:
+        assert t in text
+    return text
+
+
+def test_pareto_front_on_hand_made_points():
+    points = [(1, 0.5), (2, 0.7), (2, 0.6), (3, 0.7), (0.5, 0.4), (4, 0.9), (math.nan, 1.0)]
+    # (2, 0.6) and (3, 0.7) are beaten by (2, 0.7); the NaN point is never on the front.
+    assert pareto_front(points) == [4, 0, 1, 5]
+    assert pareto_front([(1, 1), (1, 1), (2, 0.5)]) == [0, 1]
+    assert pareto_front([(3, 0.9)]) == [0]
+    assert pareto_front([]) == []
+
+
+def test_dice_vs_gmacs_and_params(tmp_path, summary):
+    # Short labels drop the tokens every id shares: "M-k0123", "MAA-k0123", "MAA-k23".
+    text = assert_figure(plot_dice_vs_gmacs(summary, tmp_path), "dice_vs_gmacs",
+                         ["baseline", "Pareto front", "M-k0123", "MAA-k23", "GMACs"])
+    assert IDS[0] not in text
+    assert_figure(plot_dice_vs_params(summary, tmp_path), "dice_vs_params",
+                  ["Parameters (M)", "MAA-k0123"])
+
+
+def test_dice_vs_gmacs_needs_counts(tmp_path, summary):
+    with pytest.raises(ValueError, match="gmacs_thop"):
+        plot_dice_vs_gmacs(summary.assign(gmacs_thop=np.nan), tmp_path)
+
+
+def test_dice_ci(tmp_path, summary):
+    assert_figure(plot_dice_ci(summary, tmp_path), "dice_ci",
+                  [f"{IDS[1]} (n=3)", f"{IDS[2]} (n=2)", "baseline mean"])
+
+
+def write_history(run_dir, dice_start: float) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    epochs = np.arange(1, 6)
+    pd.DataFrame({"epoch": epochs, "train_loss": 1 / epochs, "val_loss": 1.1 / epochs,
+                  "dice": dice_start + 0.01 * epochs, "iou": dice_start - 0.1 + 0.01 * epochs,
+                  "boundary_iou": 0.5 + 0.01 * epochs, "lr": 1e-3, "time_s": 1.0}
+                 ).to_csv(run_dir / "history.csv", index=False)
+
+
+def test_curves_skip_missing_histories(tmp_path):
+    runs = make_runs({"base": [0.9, 0.91], "other": [0.8, 0.81], "nohist": [0.7]})
+    write_history(tmp_path / "runs" / "base" / "seed0", 0.85)
+    write_history(tmp_path / "runs" / "base" / "seed1", 0.86)
+    write_history(tmp_path / "runs" / "other" / "seed1", 0.75)
+    text = assert_figure(plot_curves(tmp_path, runs, tmp_path / "plots"), "curves",
+                         ["base (n=2)", "other (n=1)", "epoch", "train loss"])
+    assert "nohist" not in text
+    assert plot_curves(tmp_path / "empty", runs, tmp_path / "plots2") == []
+    assert not (tmp_path / "plots2").exists()
+    with pytest.raises(ValueError, match=r"metric='f1'.*allowed: dice, iou"):
+        plot_curves(tmp_path, runs, tmp_path / "plots", metric="f1")
+    with pytest.raises(ValueError, match="history.csv lacks column.*pixel_acc"):
+        plot_curves(tmp_path, runs, tmp_path / "plots", metric="pixel_acc")
+
+
+def test_samples_grid_uses_first_seed_with_a_picture(tmp_path):
+    runs = make_runs({"base": [0.9, 0.91], "other": [0.8, 0.81], "none": [0.7]})
+    image = np.zeros((20, 60, 3))
+    for variant, seed in (("base", 0), ("other", 1)):
+        run_dir = tmp_path / "runs" / variant / f"seed{seed}"
+        run_dir.mkdir(parents=True)
+        matplotlib.image.imsave(run_dir / "samples.png", image)
+    assert_figure(plot_samples(tmp_path, runs, tmp_path / "plots"), "samples",
+                  ["base (seed 0)", "other (seed 1)"])
+    assert plot_samples(tmp_path / "empty", runs, tmp_path / "plots") == []
