@@ -1,0 +1,77 @@
+from pathlib import Path
+
+import pytest
+
+from ablate.experiment import ExperimentError, load_experiment, parse_experiment
+from ablate.variant import Variant
+
+EXPERIMENTS = sorted(Path(__file__).parent.parent.joinpath("experiments").glob("*.yaml"))
+ABLATIONS = [p for p in EXPERIMENTS if not p.stem.startswith("search")]
+
+
+@pytest.mark.parametrize("path", ABLATIONS, ids=lambda p: p.stem)
+def test_shipped_experiments_load(path):
+    exp = load_experiment(path)
+    assert exp.name == path.stem
+    assert exp.variants[0] == exp.baseline and len(exp.variants) >= 2
+    assert len(exp.seeds) >= 3
+    if path.stem.endswith("_full"):
+        assert exp.config.image_size == 224 and exp.config.epochs == 15
+
+
+def test_seed002_studies_match_the_log():
+    pooling = load_experiment(Path("experiments/seed002_pooling_quick.yaml"))
+    assert [v.pool for v in pooling.variants] == ["M", "MAM", "MAA", "AAM"]
+    assert all(v.block == "dsconv" and v.widths == (180, 90, 45, 45) for v in pooling.variants)
+    ladder = load_experiment(Path("experiments/seed002_skips_quick.yaml"))
+    assert [v.id for v in ladder.variants] == [
+        "r18-MAA-w180.90.45.45-k0123-cat-ds-bil", "r18-MAA-w128.64.32.32-k0123-cat-ds-bil",
+        "r18-MAA-w128.64.32.32-k23-cat-ds-bil", "r18-MAA-w128.64.32.32-k23-add-ds-bil"]
+
+
+def _raw(**extra):
+    raw = {"dataset": {"name": "shapes"}, "seeds": [0, 1], "baseline": {"widths": [16, 8]
+           , "skips": "23"}, "variants": [{"pool": "MAA"}]}
+    raw.update(extra)
+    return raw
+
+
+def test_overrides_grid_and_dedup():
+    exp = parse_experiment(_raw(grid={"pool": ["MAA", "AAM"], "fusion": ["concat", "add"]},
+                                train={"epochs": 1}))
+    base = Variant(widths=(16, 8), skips="23")
+    assert exp.variants[0] == base
+    assert len(exp.variants) == 1 + 4  # MAA from variants == MAA/concat from the grid
+    assert exp.config.epochs == 1 and exp.runs()[:2] == [(base, 0), (exp.variants[1], 0)]
+
+
+@pytest.mark.parametrize("extra, pattern", [
+    ({"epochs": 3}, r"src.yaml: unknown key 'epochs'; allowed: name, .*train"),
+    ({"variants": [{"pool": "MXA"}]}, r"src.yaml: variants\[0\]: pool='MXA' is not allowed"),
+    ({"variants": [{"depth": 3}]}, r"variants\[0\]: unknown knob 'depth'"),
+    ({"baseline": {"widths": [1, 2, 3, 4, 5, 6]}}, r"baseline: widths=.*6 stages"),
+    ({"grid": {"pool": "MAA"}}, r"grid: expected a mapping of knob -> list"),
+    ({"train": {"epoch": 1}}, r"train: unknown training key 'epoch'"),
+    ({"seeds": [0, 0]}, r"seeds: .* distinct integers"),
+    ({"seeds": [-1]}, r"seeds: seed=-1 is not allowed"),
+    ({"dataset": {"name": "cityscapes"}}, r"dataset: .*cityscapes"),
+    ({"metric": "accuracy"}, r"metric: 'accuracy' is not allowed; allowed: dice"),
+    ({"name": "a/b"}, r"name: 'a/b' is not allowed"),
+    ({"preset": "fast"}, r"train: unknown preset 'fast'"),
+])
+def test_bad_experiments_name_file_key_and_allowed(extra, pattern):
+    with pytest.raises(ExperimentError, match=pattern):
+        parse_experiment(_raw(**extra), source="src.yaml")
+
+
+def test_file_errors(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        load_experiment(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("a: [1, 2\n")
+    with pytest.raises(ExperimentError, match="bad.yaml: not valid YAML"):
+        load_experiment(bad)
+    unsafe = tmp_path / "unsafe.yaml"
+    unsafe.write_text("name: !!python/object/apply:os.system ['echo hi']\n")
+    with pytest.raises(ExperimentError, match="not valid YAML"):
+        load_experiment(unsafe)

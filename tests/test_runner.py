@@ -1,0 +1,160 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from ablate.cli import main
+from ablate.data import BatchLoader, DataSpec, load_dataset
+from ablate.evaluate import evaluate
+from ablate.experiment import parse_experiment
+from ablate.model import build_model
+from ablate.runner import COLUMNS, run_dir, run_experiment
+from ablate.variant import Variant
+
+REPO = Path(__file__).resolve().parent.parent
+EXP = """\
+name: tiny
+dataset: {name: shapes, options: {n_train: 16, n_val: 8}}
+preset: quick
+train: {epochs: %(epochs)d, image_size: 32, batch_size: 8, device: cpu, samples: 1}
+seeds: [0, 1]
+baseline: {widths: [16, 8, 8, 8], block: dsconv}
+variants:
+%(variants)s
+profile_size: 32
+"""
+
+
+def _write(tmp_path, variants="  - {pool: MAA}", epochs=1):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(EXP % {"variants": variants, "epochs": epochs})
+    return path
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the dataset cache and results land here
+    return tmp_path
+
+
+def test_end_to_end_files_and_row_schema(workdir):
+    assert main(["run", str(_write(workdir)), "--results", "res"]) == 0
+    exp_dir = workdir / "res" / "tiny"
+    for name in ("runs.csv", "runs.parquet", "summary.md", "summary.csv", "summary.tex",
+                 "report.md", "experiment.json", "plots/dice_vs_gmacs.png",
+                 "plots/dice_vs_gmacs.svg", "plots/dice_vs_params.png", "plots/dice_ci.png",
+                 "plots/curves.png", "plots/samples.png"):
+        assert (exp_dir / name).is_file(), name
+    runs = pd.read_csv(exp_dir / "runs.csv")
+    assert list(runs.columns[:len(COLUMNS)]) == list(COLUMNS)
+    assert sorted(zip(runs.variant, runs.seed)) == sorted(
+        (v, s) for v in ("r18-M-w16.8.8.8-k0123-cat-ds-bil", "r18-MAA-w16.8.8.8-k0123-cat-ds-bil")
+        for s in (0, 1))
+    assert (runs.status == "ok").all() and runs.dice.between(0, 1).all()
+    assert pd.read_parquet(exp_dir / "runs.parquet").shape == runs.shape
+    for path in ("history.csv", "samples.png", "row.json", "checkpoints/last.pt"):
+        assert (run_dir(exp_dir, runs.variant[0], 0) / path).is_file()
+    report = (exp_dir / "report.md").read_text()
+    assert "r18-MAA-w16.8.8.8-k0123-cat-ds-bil" in report and "plots/dice_vs_gmacs.png" in report
+
+
+def test_row_numbers_recomputed_independently(workdir):
+    exp = parse_experiment(json.loads(json.dumps(
+        {"dataset": {"name": "shapes", "options": {"n_train": 16, "n_val": 8}},
+         "train": {"epochs": 1, "image_size": 32, "batch_size": 8, "device": "cpu",
+                   "samples": 0},
+         "seeds": [0], "baseline": {"widths": [16, 8, 8, 8]}, "variants": [{"fusion": "add"}],
+         "profile_size": 32})), default_name="schema")
+    runs = run_experiment(exp, "res", progress=False)
+    info, splits = load_dataset(DataSpec("shapes", image_size=32,
+                                         options={"n_train": 16, "n_val": 8}))
+    for _, row in runs.iterrows():
+        variant = Variant.from_id(row.variant)
+        fresh = build_model(variant, 1)
+        assert row.params == sum(p.numel() for p in fresh.parameters())
+        assert row.params_m == pytest.approx(row.params / 1e6)
+        from fvcore.nn import FlopCountAnalysis
+        fv = FlopCountAnalysis(fresh.eval(), torch.zeros(1, 3, 32, 32))
+        fv.unsupported_ops_warnings(False)
+        assert row.gmacs_fvcore == pytest.approx(fv.total() / 1e9)
+        assert row.gflops_torch == pytest.approx(2 * row.gmacs_exact)
+        state = torch.load(run_dir(workdir / "res" / "schema", variant, 0) / "checkpoints/last.pt",
+                           weights_only=True)
+        fresh.load_state_dict(state["model"])
+        scores = evaluate(fresh, BatchLoader(splits["val"], 3), info.num_classes)
+        assert row.dice == pytest.approx(scores["dice"], abs=1e-6)
+        assert row.train_images_per_s == pytest.approx(16 / row.train_time_s)
+        assert row.profile_input == "3x32x32" and row.device.startswith("cpu")
+
+
+def test_rerun_skips_finished_and_stale_rows_are_redone(workdir):
+    path = _write(workdir)
+    assert main(["run", str(path), "--results", "res"]) == 0
+    before = pd.read_csv(workdir / "res/tiny/runs.csv")
+    assert main(["run", str(path), "--results", "res"]) == 0
+    again = pd.read_csv(workdir / "res/tiny/runs.csv")
+    assert again.wall_s.tolist() == before.wall_s.tolist()  # nothing retrained
+    _write(workdir, epochs=2)
+    assert main(["run", str(path), "--results", "res"]) == 0
+    redone = pd.read_csv(workdir / "res/tiny/runs.csv")
+    assert (redone.epochs_run == 2).all() and len(redone) == 4
+
+
+def test_failing_variant_is_recorded_and_the_sweep_goes_on(workdir, capsys):
+    path = _write(workdir, "  - {pretrained: /nonexistent/weights.pth}\n  - {pool: MAA}")
+    assert main(["run", str(path), "--results", "res"]) == 1
+    runs = pd.read_csv(workdir / "res/tiny/runs.csv")
+    assert len(runs) == 6
+    failed = runs[runs.status == "failed"]
+    assert len(failed) == 2 and failed.error.str.contains("does not exist").all()
+    assert (runs[runs.status == "ok"].variant.nunique()) == 2
+    assert "2 run(s) failed" in capsys.readouterr().err
+    assert "## Failed runs" in (workdir / "res/tiny/report.md").read_text()
+
+
+def test_report_rebuilds_from_stored_runs(workdir):
+    path = _write(workdir)
+    assert main(["run", str(path), "--results", "res"]) == 0
+    report = workdir / "res/tiny/report.md"
+    report.unlink()
+    assert main(["report", str(path), "--results", "res"]) == 0
+    assert report.is_file()
+    assert main(["report", str(_write(workdir / "..", "  - {pool: AAM}")), "--results",
+                 "elsewhere"]) == 2
+
+
+@pytest.mark.slow
+def test_sigkill_mid_sweep_then_restart_gives_exactly_one_row_each(workdir):
+    path = _write(workdir, "  - {pool: MAA}\n  - {pool: AAM}", epochs=2)
+    cmd = [sys.executable, "-m", "ablate.cli", "run", str(path), "--results", "res"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    runs_dir = workdir / "res/tiny/runs"
+    deadline = time.time() + 240
+    while time.time() < deadline and len(list(runs_dir.glob("*/seed*/row.json"))) < 2:
+        time.sleep(0.2)
+    # kill while a later run is mid-training (its last.pt written, no row yet)
+    while time.time() < deadline and not any(
+            (p.parent / "checkpoints/last.pt").exists() and not (p.parent / "row.json").exists()
+            for p in runs_dir.glob("*/seed*/run_key")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished = {p.parent: json.loads(p.read_text())["wall_s"] for p in runs_dir.glob("*/seed*/row.json")}
+    assert 2 <= len(finished) < 6
+
+    done = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    runs = pd.read_csv(workdir / "res/tiny/runs.csv")
+    assert len(runs) == 6 and not runs.duplicated(["variant", "seed"]).any()
+    assert (runs.status == "ok").all()
+    for folder, wall in finished.items():  # finished runs were kept, not redone
+        assert json.loads((folder / "row.json").read_text())["wall_s"] == wall

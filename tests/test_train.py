@@ -1,0 +1,123 @@
+import math
+
+import pytest
+import torch
+
+from ablate.config import load_config
+from ablate.data import DataSpec, load_dataset
+from ablate.evaluate import evaluate
+from ablate.data import BatchLoader
+from ablate.model import build_model
+from ablate import train as train_module
+from ablate.train import train
+from ablate.variant import Variant
+
+TINY = Variant(widths=(16, 8, 8, 8), block="dsconv")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    spec = DataSpec("shapes", image_size=32, options={"n_train": 32, "n_val": 16})
+    return load_dataset(spec, tmp_path_factory.mktemp("cache"))
+
+
+def _cfg(**kw):
+    return load_config("quick", **{"epochs": 2, "image_size": 32, "batch_size": 8,
+                                   "device": "cpu", "samples": 2, **kw})
+
+
+def test_same_seed_same_metrics_and_different_seed_differs(data):
+    a = train(TINY, data, _cfg(), seed=3, progress=False)
+    b = train(TINY, data, _cfg(), seed=3, progress=False)
+    c = train(TINY, data, _cfg(), seed=4, progress=False)
+    assert a.status == b.status == "ok"
+    assert a.metrics == b.metrics and [h["train_loss"] for h in a.history] == [
+        h["train_loss"] for h in b.history]
+    assert c.metrics != a.metrics
+
+
+def test_outputs_history_checkpoints_and_samples(data, tmp_path):
+    res = train(TINY, data, _cfg(), seed=0, out_dir=tmp_path, progress=False)
+    assert res.status == "ok" and res.epochs_run == 2
+    lines = (tmp_path / "history.csv").read_text().splitlines()
+    assert lines[0].startswith("epoch,train_loss,val_loss,dice") and len(lines) == 3
+    assert (tmp_path / "samples.png").stat().st_size > 1000
+    last = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
+    assert last["epoch"] == 2 and Variant.from_dict(last["variant"]) == TINY
+    assert last["config"]["epochs"] == 2
+    # the reported metrics are those of the last checkpoint's weights, recomputed independently
+    info, splits = data
+    model = build_model(TINY, info.model_outputs)
+    model.load_state_dict(last["model"])
+    scores = evaluate(model, BatchLoader(splits["val"], 5), info.num_classes, info.ignore_index)
+    assert scores["dice"] == pytest.approx(res.metrics["dice"], abs=1e-6)
+    assert res.history[0]["lr"] == pytest.approx(1e-3)
+    # cosine schedule: T_max = epochs, so epoch 2 starts half-way down
+    assert res.history[1]["lr"] == pytest.approx(1e-6 + (1e-3 - 1e-6) / 2)
+    n_images = (32 // 8) * 8 * 2
+    assert res.train_images_per_s == pytest.approx(n_images / res.train_time_s)
+
+
+def test_resume_matches_uninterrupted(data, tmp_path):
+    full = train(TINY, data, _cfg(epochs=3), seed=1, out_dir=tmp_path / "a", progress=False)
+
+    class Stop(Exception):
+        pass
+
+    def interrupt(epoch, scores):
+        if epoch == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train(TINY, data, _cfg(epochs=3), seed=1, out_dir=tmp_path / "b", progress=False,
+              on_epoch=interrupt)
+    resumed = train(TINY, data, _cfg(epochs=3), seed=1, out_dir=tmp_path / "b", progress=False)
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
+    assert resumed.metrics == pytest.approx(full.metrics, abs=1e-6)
+
+
+def test_resume_refuses_a_different_run(data, tmp_path):
+    train(TINY, data, _cfg(epochs=1), seed=0, out_dir=tmp_path, progress=False)
+    with pytest.raises(ValueError, match="different run .*seed"):
+        train(TINY, data, _cfg(epochs=1), seed=1, out_dir=tmp_path, progress=False)
+
+
+def test_nan_loss_fails_the_run_with_reason(data, monkeypatch):
+    real = train_module.build_loss
+
+    def nan_loss(*args):
+        loss = real(*args)
+        return lambda logits, target: loss(logits, target) * math.nan
+
+    monkeypatch.setattr(train_module, "build_loss", nan_loss)
+    res = train(TINY, data, _cfg(), seed=0, progress=False)
+    assert res.status == "failed" and "non-finite training loss" in res.error
+    assert res.model is None and res.metrics == {}
+
+
+def test_out_of_memory_fails_the_run(data, monkeypatch):
+    def oom(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(train_module, "evaluate", oom)
+    res = train(TINY, data, _cfg(), seed=0, progress=False)
+    assert res.status == "failed" and "out of memory" in res.error
+
+
+def test_image_size_must_match_loaded_data(data):
+    with pytest.raises(ValueError, match="32 px but image_size=64"):
+        train(TINY, data, _cfg(image_size=64), seed=0, progress=False)
+
+
+@pytest.mark.slow
+def test_learns_shapes_well_above_chance(tmp_path):
+    """A few CPU epochs take Dice far above what predicting all foreground scores."""
+    spec = DataSpec("shapes", image_size=48, options={"n_train": 128, "n_val": 48})
+    info, splits = load_dataset(spec, tmp_path)
+    res = train(Variant(widths=(32, 16, 16, 16), block="dsconv"), (info, splits),
+                _cfg(epochs=6, image_size=48, batch_size=8, loss="bce+dice", lr=3e-3), seed=0,
+                progress=False)
+    fg = (splits["val"].masks == 1).mean()
+    chance = 2 * fg / (1 + fg)  # Dice of the all-foreground prediction
+    assert res.status == "ok"
+    assert res.metrics["dice"] > 1.5 * chance, (res.metrics, chance)
