@@ -3,19 +3,27 @@
 variant -> model -> train -> evaluate -> save -> profile -> row -> table / plot.
 """
 
+from .config import PRESETS, TrainConfig, load_config
+from .data import DATASETS, DataSpec, load_dataset
+from .evaluate import evaluate
+from .experiment import Experiment, load_experiment
+from .losses import LOSSES
+from .metrics import MetricAccumulator, scores
 from .model import SegmentationModel, build_model
 from .profile import Profile, profile_model
 from .registry import Registry
+from .report import load_runs, write_report
+from .runner import run_experiment, run_one
+from .tables import format_summary, summarize
+from .train import RunResult, train
 from .variant import KNOBS, Variant, list_knobs
 
 __all__ = [
-    "KNOBS",
-    "Profile",
-    "Registry",
-    "SegmentationModel",
-    "Variant",
-    "build_model",
-    "list_knobs",
-    "profile_model",
+    "DATASETS", "KNOBS", "LOSSES", "PRESETS",
+    "DataSpec", "Experiment", "MetricAccumulator", "Profile", "Registry", "RunResult",
+    "SegmentationModel", "TrainConfig", "Variant",
+    "build_model", "evaluate", "format_summary", "list_knobs", "load_config", "load_dataset",
+    "load_experiment", "load_runs", "profile_model", "run_experiment", "run_one", "scores",
+    "summarize", "train", "write_report",
 ]
 __version__ = "0.1.0"
