@@ -173,6 +173,108 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+@_command("bench")
+def _bench(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from .bench import SMOKE, BenchSettings, bench_devices, default_variants, run_bench
+
+    base = SMOKE if args.smoke else BenchSettings()
+    given = {k: getattr(args, k) for k in ("image_size", "batch", "steps", "repeats", "threads")
+             if getattr(args, k) is not None}
+    if args.no_compile:
+        given["compile"] = False
+    settings = dataclasses.replace(base, **given)
+    variants = default_variants(args.variants)
+    if args.smoke:
+        variants = variants[:1]
+    for device in bench_devices(args.device):
+        csv_path, md_path = run_bench(device, variants, args.out, settings)
+        print(f"{device.type}: {csv_path} {md_path}")
+    return 0
+
+
+@_command("search")
+def _search(args: argparse.Namespace) -> int:
+    import optuna
+
+    from .distributed import open_store, redact
+    from .search import default_storage, load_search, run_search, write_search_report
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    spec = load_search(args.search)
+    url = args.storage or spec.storage or default_storage(spec.name, args.results)
+    store = open_store(url, args.heartbeat, args.grace)
+    print(f"study {spec.name} in {redact(url)}: {spec.trials} complete trials asked")
+    complete = spec.trials
+    if not args.report_only:
+        complete = run_search(spec, store, args.results, sampler_seed=spec.seed)
+    print(f"report: {write_search_report(spec, store, args.results)}")
+    if complete < spec.trials:
+        print(f"ablate: {complete} of {spec.trials} trials complete", file=sys.stderr)
+        return 1
+    return 0
+
+
+@_command("worker")
+def _worker(args: argparse.Namespace) -> int:
+    import optuna
+
+    from .distributed import open_store, redact, run_grid
+    from .experiment import load_experiment
+    from .search import default_storage, load_search, load_study_spec, run_search
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    given = [g for g in (args.search, args.study, args.experiment) if g]
+    if len(given) != 1:
+        raise ValueError("give one of: a search file, --study NAME, or --experiment FILE")
+    if args.experiment:
+        exp = load_experiment(args.experiment)
+        url = args.storage or f"sqlite:///{args.results / exp.name / 'grid.db'}"
+        store = open_store(url, args.heartbeat, args.grace)
+        print(f"experiment {exp.name}: {len(exp.runs())} runs shared in {redact(url)}")
+        runs = run_grid(exp, store, args.results)
+        failed = int((runs["status"] != "ok").sum())
+        print(f"{exp.name}: {len(runs)} runs ({failed} failed) in {args.results / exp.name}")
+        return 1 if failed else 0
+    if args.study:
+        url = args.storage or default_storage(args.study, args.results)
+        store = open_store(url, args.heartbeat, args.grace)
+        spec = load_study_spec(args.study, store)
+    else:
+        spec = load_search(args.search)
+        url = args.storage or spec.storage or default_storage(spec.name, args.results)
+        store = open_store(url, args.heartbeat, args.grace)
+    print(f"study {spec.name} in {redact(url)}: {spec.trials} complete trials asked")
+    complete = run_search(spec, store, args.results)
+    print(f"study {spec.name}: {complete} of {spec.trials} trials complete")
+    return 0 if complete >= spec.trials else 1
+
+
+def _add_pool_parsers(sub) -> None:
+    """The ``search`` and ``worker`` subcommands (a pool of workers on one storage)."""
+    p = sub.add_parser("search", help="Optuna search over the knobs of a search file, then "
+                                      "trials.csv, pareto.png and report.md")
+    p.add_argument("search", type=Path, help="search YAML file (see ablate.search)")
+    p.add_argument("--report-only", action="store_true",
+                   help="rebuild the report from the storage, run no trial")
+    workers = sub.add_parser("worker", help="join a search study, or share an experiment's runs, "
+                                            "with other workers on one storage")
+    workers.add_argument("search", type=Path, nargs="?", help="search YAML file")
+    workers.add_argument("--study", help="join this running study (its settings are stored)")
+    workers.add_argument("--experiment", type=Path,
+                         help="experiment YAML: run its (variant, seed) cells, each exactly once")
+    for p in (p, workers):
+        p.add_argument("--storage", help="Optuna storage URL: sqlite:///PATH (default "
+                                         "results/<name>/study.db, grid.db for --experiment), "
+                                         "journal:PATH, postgresql+psycopg://USER@HOST/DB")
+        p.add_argument("--results", type=Path, default=Path("results"), help="results root")
+        p.add_argument("--heartbeat", type=int, default=60,
+                       help="seconds between heartbeats of a running trial (default 60)")
+        p.add_argument("--grace", type=int, help="seconds without a heartbeat before a trial is "
+                                                 "lost and retried (default 2 x heartbeat)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ablate", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -209,6 +311,24 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--results", type=Path, default=Path("results"), help="results root")
         if name == "run":
             p.add_argument("--retry-failed", action="store_true", help="redo failed runs")
+
+    p = sub.add_parser("bench", help="speed: latency, images/s, memory; harness vs a bare loop "
+                                     "and smp; cache vs decoding; CUDA switches")
+    p.add_argument("--device", default="all", help="all (cpu, and cuda when there is one), "
+                                                   "auto, cpu or cuda (default all)")
+    p.add_argument("--variants", nargs="+", type=Path, default=None,
+                   help="experiment YAML files whose variants to time, after the plain baseline "
+                        "(default: the seed 002 pooling and skips quick studies)")
+    p.add_argument("--image-size", type=int, help="pixels, a multiple of 32 (default 64)")
+    p.add_argument("--batch", type=int, help="training and large-latency batch (default 16)")
+    p.add_argument("--steps", type=int, help="training steps per timed epoch (default 10)")
+    p.add_argument("--repeats", type=int, help="timed rounds per measurement (default 5)")
+    p.add_argument("--threads", type=int, help="CPU threads (default 0: every core)")
+    p.add_argument("--no-compile", action="store_true", help="CUDA: skip the torch.compile row")
+    p.add_argument("--out", type=Path, default=Path("results/bench"), help="output folder")
+    p.add_argument("--smoke", action="store_true",
+                   help="tiny sizes, one variant, seconds (checks the outputs, not the speed)")
+    _add_pool_parsers(sub)
     return parser
 
 

@@ -21,7 +21,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ContextManager, Iterable
 
 import torch
 from torch import nn
@@ -31,7 +31,7 @@ from .config import TrainConfig
 from .data import BatchLoader, DatasetInfo, DataSpec, Split, load_dataset
 from .env import environment, resolve_device
 from .evaluate import evaluate
-from .losses import build_loss
+from .losses import LossFn, build_loss
 from .model import build_model
 from .samples import save_samples
 from .timing import peak_memory_mb, reset_peak_memory
@@ -63,6 +63,68 @@ class _NonFinite(Exception):
     pass
 
 
+@dataclass
+class TrainStep:
+    """What the training step uses, made by :func:`build_train_step` (ablate.bench uses it too)."""
+
+    model: nn.Module              # the weights (saved in checkpoints)
+    step_model: nn.Module         # what the step calls: ``model`` or ``torch.compile(model)``
+    loss_fn: LossFn
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    autocast: Callable[[], ContextManager]
+    channels_last: bool           # inputs are made channels_last before the forward pass
+    device: torch.device
+
+
+def build_train_step(model: nn.Module, info: DatasetInfo, config: TrainConfig,
+                     device: torch.device) -> TrainStep:
+    """Loss, AdamW, cosine schedule and precision for ``model`` (already on ``device``).
+
+    CUDA only: bf16 autocast when ``config.amp`` (fp16 with a GradScaler where bf16 is not
+    supported) and channels_last weights when ``config.channels_last``.
+    """
+    cuda = device.type == "cuda"
+    amp_dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float16
+    use_amp = cuda and config.amp
+    channels_last = cuda and config.channels_last
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    step_model = torch.compile(model) if config.compile else model
+    loss_fn = build_loss(config.loss, info.num_classes, info.ignore_index)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
+                                  weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs,
+                                                           eta_min=config.eta_min)
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    autocast = (lambda: torch.autocast("cuda", dtype=amp_dtype)) if use_amp else contextlib.nullcontext
+    return TrainStep(model, step_model, loss_fn, optimizer, scheduler, scaler, autocast,
+                     channels_last, device)
+
+
+def train_epoch(step: TrainStep, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
+                ) -> torch.Tensor:
+    """One optimisation pass over ``batches``: the harness's training step.
+
+    Returns the sum of the batch losses as a float64 tensor on the device, left unsynchronized
+    so that the caller waits for the device once per epoch.
+    """
+    loss_sum = torch.zeros((), device=step.device, dtype=torch.float64)
+    for images, masks in batches:
+        if step.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with step.autocast():
+            logits = step.step_model(images)
+        loss = step.loss_fn(logits.float(), masks)
+        step.optimizer.zero_grad(set_to_none=True)
+        step.scaler.scale(loss).backward()
+        step.scaler.step(step.optimizer)
+        step.scaler.update()
+        loss_sum += loss.detach()
+    return loss_sum
+
+
 def train(variant: Variant, data: DataSpec | tuple[DatasetInfo, dict[str, Split]],
           config: TrainConfig, seed: int = 0, out_dir: str | Path | None = None,
           resume: bool = True, progress: bool | None = None, on_epoch: EpochHook | None = None,
@@ -79,8 +141,6 @@ def train(variant: Variant, data: DataSpec | tuple[DatasetInfo, dict[str, Split]
     cuda = device.type == "cuda"
     if cuda:
         torch.backends.cudnn.benchmark = True
-    amp_dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float16
-    use_amp = cuda and config.amp
     out_dir = Path(out_dir) if out_dir is not None else None
     disable_bars = None if progress is None else not progress
 
@@ -95,16 +155,8 @@ def train(variant: Variant, data: DataSpec | tuple[DatasetInfo, dict[str, Split]
     # -- model, loss, optimizer, schedule
     torch.manual_seed(seed)
     model = build_model(variant, info.model_outputs, info.in_channels).to(device)
-    if cuda and config.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    step_model = torch.compile(model) if config.compile else model
-    loss_fn = build_loss(config.loss, info.num_classes, info.ignore_index)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
-                                  weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs,
-                                                           eta_min=config.eta_min)
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-    autocast = (lambda: torch.autocast("cuda", dtype=amp_dtype)) if use_amp else contextlib.nullcontext
+    step = build_train_step(model, info, config, device)
+    optimizer, scheduler, scaler = step.optimizer, step.scheduler, step.scaler
 
     identity = {"variant": variant.to_dict(), "config": _identity_config(config), "seed": seed,
                 "dataset": info.name}
@@ -131,20 +183,9 @@ def train(variant: Variant, data: DataSpec | tuple[DatasetInfo, dict[str, Split]
             train_loader.set_epoch(epoch)
             model.train()
             t0 = time.perf_counter()
-            loss_sum = torch.zeros((), device=device, dtype=torch.float64)
             batches = tqdm(train_loader, desc=f"epoch {epoch + 1}", unit="batch", leave=False,
                            disable=disable_bars)
-            for images, masks in batches:
-                if cuda and config.channels_last:
-                    images = images.contiguous(memory_format=torch.channels_last)
-                with autocast():
-                    logits = step_model(images)
-                loss = loss_fn(logits.float(), masks)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                loss_sum += loss.detach()
+            loss_sum = train_epoch(step, batches)
             train_loss = float(loss_sum) / len(train_loader)  # one device sync per epoch
             if cuda:
                 torch.cuda.synchronize(device)
@@ -153,9 +194,9 @@ def train(variant: Variant, data: DataSpec | tuple[DatasetInfo, dict[str, Split]
                 raise _NonFinite(f"non-finite training loss ({train_loss}) in epoch {epoch + 1}")
             scheduler.step()
 
-            with autocast():
-                scores = evaluate(step_model, val_loader, info.num_classes, info.ignore_index,
-                                  loss_fn=loss_fn)
+            with step.autocast():
+                scores = evaluate(step.step_model, val_loader, info.num_classes,
+                                  info.ignore_index, loss_fn=step.loss_fn)
             row = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": scores["loss"],
                    **{k: scores[k] for k in HISTORY_FIELDS if k in scores},
                    "lr": lr, "time_s": result.train_time_s}
@@ -178,7 +219,7 @@ def train(variant: Variant, data: DataSpec | tuple[DatasetInfo, dict[str, Split]
     except _NonFinite as exc:
         return _failed(result, str(exc))
     except torch.cuda.OutOfMemoryError as exc:
-        del optimizer, step_model
+        del optimizer, step
         model = None
         torch.cuda.empty_cache()
         return _failed(result, f"CUDA out of memory: {str(exc).splitlines()[0]}")
