@@ -286,7 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("profile", help="params and MACs of one variant, without training")
     _add_variant_args(p)
     p.add_argument("--input-size", default="224", help="S, HxW or CxHxW (default 224)")
-    p.add_argument("--num-classes", type=int, default=2, help="output channels (default 2)")
+    p.add_argument("--num-classes", type=int, default=1,
+                   help="output channels (default 1: a binary task, as shapes)")
     p.add_argument("--json", action="store_true", help="print the row as one JSON object")
 
     p = sub.add_parser("train", help="train one variant, print its metrics and profile")

@@ -895,8 +895,9 @@ class BatchLoader:
         gen = torch.Generator().manual_seed(int(state))
         n = self.num_samples
         order = torch.randperm(n, generator=gen) if self.shuffle else torch.arange(n)
+        order = _host_to(order, self.device)  # one copy per epoch, not one per batch
         for start in range(0, len(self) * self.batch_size, self.batch_size):
-            idx = order[start:start + self.batch_size].to(self.device)
+            idx = order[start:start + self.batch_size]
             images = self._images[idx].permute(0, 3, 1, 2).float().div_(255)
             images = images.sub_(self._mean).div_(self._std).contiguous()
             masks = self._masks[idx].long()
@@ -904,6 +905,14 @@ class BatchLoader:
                 fill = 0 if self.ignore_index is None else self.ignore_index
                 images, masks = _augment(images, masks, self.augment, gen, fill)
             yield images, masks
+
+
+def _host_to(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Copy a small CPU tensor to ``device``; on CUDA through pinned memory without blocking,
+    so the host keeps queueing work instead of waiting for the GPU at every batch."""
+    if device.type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
 
 
 def _to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -916,7 +925,7 @@ def _augment(images: torch.Tensor, masks: torch.Tensor, aug: Augment, gen: torch
     b, _, h, w = images.shape
     device = images.device
     if aug.flip:
-        flip = (torch.rand(b, generator=gen) < 0.5).to(device)
+        flip = _host_to(torch.rand(b, generator=gen) < 0.5, device)
         images = torch.where(flip.view(-1, 1, 1, 1), images.flip(-1), images)
         masks = torch.where(flip.view(-1, 1, 1), masks.flip(-1), masks)
     low, high = aug.scale
@@ -930,7 +939,7 @@ def _augment(images: torch.Tensor, masks: torch.Tensor, aug: Augment, gen: torch
     cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
     theta = torch.stack([torch.stack([cos, -sin * h / w, shift[:, 0]], 1),
                          torch.stack([sin * w / h, cos, shift[:, 1]], 1)], 1)
-    grid = F.affine_grid(theta.to(device, torch.float32), [b, 1, h, w], align_corners=False)
+    grid = F.affine_grid(_host_to(theta.float(), device), [b, 1, h, w], align_corners=False)
     images = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     # Sample mask + 1 with zero padding, so that 0 marks pixels from outside the image.
     sampled = F.grid_sample((masks + 1).unsqueeze(1).float(), grid, mode="nearest",

@@ -7,7 +7,8 @@ table (``runs.csv`` and ``runs.parquet``) is rebuilt from those files after ever
 killed at any point (SIGKILL included) and started again skips the cells that have a row, resumes
 the interrupted one from its last checkpoint, and ends with exactly one row per (variant, seed).
 A failing run (bad variant, NaN loss, out-of-memory, any exception) is recorded with its reason
-and the sweep goes on.
+and the sweep goes on. A cell identical to a finished run of another experiment under the same
+results folder (same run key: variant, data, settings, seed) is copied, not retrained.
 """
 
 from __future__ import annotations
@@ -121,6 +122,10 @@ def run_experiment(exp: Experiment, results_dir: str | Path = "results",
         out = run_dir(exp_dir, variant, seed)
         out.mkdir(parents=True, exist_ok=True)
         (out / "run_key").write_text(keys[variant.id, seed])
+        if _reuse(Path(results_dir), out, keys[variant.id, seed], exp.name):
+            write_runs(exp_dir, collect_runs(exp_dir, exp))
+            bar.update(1)
+            continue
         start = time.perf_counter()
         try:
             row = run_one(variant, data, exp.config, seed, out, exp.profile_size, exp.name,
@@ -138,6 +143,24 @@ def run_experiment(exp: Experiment, results_dir: str | Path = "results",
     runs = collect_runs(exp_dir, exp)
     write_runs(exp_dir, runs)
     return runs
+
+
+def _reuse(results_dir: Path, out: Path, key: str, experiment: str) -> bool:
+    """Copy an identical finished run (same run key) from another experiment instead of
+    training it again; its row says where it came from (``reused_from``)."""
+    for row_file in results_dir.glob(f"*/runs/{out.parent.name}/{out.name}/row.json"):
+        if row_file.parent == out:
+            continue
+        row = json.loads(row_file.read_text())
+        if row.get("run_key") != key or row.get("status") != "ok":
+            continue
+        shutil.copytree(row_file.parent, out, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("row.json", "checkpoints"))
+        row["reused_from"] = row.get("reused_from") or row["experiment"]
+        row["experiment"] = experiment
+        _atomic_write(out / "row.json", json.dumps(row, default=_json_default))
+        return True
+    return False
 
 
 def _finished(path: Path, key: str, retry_failed: bool) -> bool:

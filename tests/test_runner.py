@@ -158,3 +158,21 @@ def test_sigkill_mid_sweep_then_restart_gives_exactly_one_row_each(workdir):
     assert (runs.status == "ok").all()
     for folder, wall in finished.items():  # finished runs were kept, not redone
         assert json.loads((folder / "row.json").read_text())["wall_s"] == wall
+
+
+def test_identical_cell_of_another_experiment_is_reused_not_retrained(workdir):
+    first = _write(workdir)
+    assert main(["run", str(first), "--results", "res"]) == 0
+    second = workdir / "other.yaml"
+    second.write_text(first.read_text().replace("name: tiny", "name: other").replace(
+        "{pool: MAA}", "{pool: AAM}"))
+    assert main(["run", str(second), "--results", "res"]) == 0
+    a = pd.read_csv(workdir / "res/tiny/runs.csv").set_index(["variant", "seed"])
+    b = pd.read_csv(workdir / "res/other/runs.csv").set_index(["variant", "seed"])
+    base = "r18-M-w16.8.8.8-k0123-cat-ds-bil"
+    for seed in (0, 1):
+        assert b.loc[(base, seed), "reused_from"] == "tiny"
+        assert b.loc[(base, seed), "wall_s"] == a.loc[(base, seed), "wall_s"]
+        assert b.loc[(base, seed), "experiment"] == "other"
+    assert b.loc[("r18-AAM-w16.8.8.8-k0123-cat-ds-bil", 0), "reused_from"] != "tiny"
+    assert (run_dir(workdir / "res/other", base, 0) / "history.csv").is_file()
