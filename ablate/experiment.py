@@ -61,17 +61,24 @@ class ExperimentError(ValueError):
     """A bad experiment file; the message names the file and the key."""
 
 
-def load_experiment(path: str | Path) -> Experiment:
+def read_mapping(path: str | Path, what: str, keys: tuple[str, ...],
+                 error: type[ValueError] = ExperimentError) -> dict[str, Any]:
+    """The top-level mapping of a YAML file (``safe_load``); errors name the file."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"experiment file {path} does not exist")
+        raise FileNotFoundError(f"{what} file {path} does not exist")
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        raise ExperimentError(f"{path}: not valid YAML: {exc}") from None
+        raise error(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
-        raise ExperimentError(f"{path}: expected a mapping with keys {', '.join(KEYS)}")
-    return parse_experiment(raw, default_name=path.stem, source=str(path))
+        raise error(f"{path}: expected a mapping with keys {', '.join(keys)}")
+    return raw
+
+
+def load_experiment(path: str | Path) -> Experiment:
+    raw = read_mapping(path, "experiment", KEYS)
+    return parse_experiment(raw, default_name=Path(path).stem, source=str(path))
 
 
 def parse_experiment(raw: Mapping[str, Any], default_name: str = "experiment",

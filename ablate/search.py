@@ -56,7 +56,6 @@ from typing import Any, Callable, Mapping, NoReturn
 
 import optuna
 import pandas as pd
-import yaml
 from optuna.trial import TrialState
 from tabulate import tabulate
 
@@ -64,7 +63,7 @@ from . import runner
 from .config import TrainConfig
 from .data import DataSpec, load_dataset
 from .distributed import Claims, Store, beating, fail_stale_trials, redact, worker_id
-from .experiment import METRICS, ExperimentError, parse_experiment
+from .experiment import METRICS, ExperimentError, parse_experiment, read_mapping
 from .registry import Registry
 from .tables import METRIC_LABELS
 from .variant import KNOBS, Variant
@@ -195,16 +194,8 @@ class SearchError(ExperimentError):
 
 def load_search(path: str | Path) -> SearchSpec:
     """Read and validate a search YAML file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"search file {path} does not exist")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise SearchError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise SearchError(f"{path}: expected a mapping with keys {', '.join(KEYS)}")
-    return parse_search(raw, default_name=path.stem, source=str(path))
+    raw = read_mapping(path, "search", KEYS, SearchError)
+    return parse_search(raw, default_name=Path(path).stem, source=str(path))
 
 
 def parse_search(raw: Mapping[str, Any], default_name: str = "search",
