@@ -513,17 +513,4 @@ def _run_cell(exp: Experiment, exp_dir: Path, variant, seed: int, key: str,
     out = runner.run_dir(exp_dir, variant, seed)
     if runner._finished(out, key, retry_failed=False):
         return json.loads((out / "row.json").read_text())
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "run_key").write_text(key)
-    start = time.perf_counter()
-    try:
-        row = runner.run_one(variant, data, exp.config, seed, out, exp.profile_size, exp.name,
-                             exp.preset, progress=False)
-    except Exception as exc:  # recorded, never fatal to the pool
-        row = runner._base_row(variant, seed, exp.name, exp.preset, exp.config)
-        row["error"] = f"{type(exc).__name__}: {exc}"
-        row["dataset"] = exp.data.name
-    row["run_key"] = key
-    row["wall_s"] = time.perf_counter() - start
-    runner._atomic_write(out / "row.json", json.dumps(row, default=runner._json_default))
-    return row
+    return runner.run_cell(exp, variant, seed, data, out, key, progress=False)

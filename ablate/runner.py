@@ -120,29 +120,38 @@ def run_experiment(exp: Experiment, results_dir: str | Path = "results",
     for variant, seed in todo:
         bar.set_postfix_str(f"{variant.id} seed {seed}")
         out = run_dir(exp_dir, variant, seed)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "run_key").write_text(keys[variant.id, seed])
-        if _reuse(Path(results_dir), out, keys[variant.id, seed], exp.name):
-            write_runs(exp_dir, collect_runs(exp_dir, exp))
-            bar.update(1)
-            continue
-        start = time.perf_counter()
-        try:
-            row = run_one(variant, data, exp.config, seed, out, exp.profile_size, exp.name,
-                          exp.preset, progress)
-        except Exception as exc:  # recorded, never fatal to the sweep
-            row = _base_row(variant, seed, exp.name, exp.preset, exp.config)
-            row["error"] = f"{type(exc).__name__}: {exc}"
-            row["dataset"] = exp.data.name
-        row["run_key"] = keys[variant.id, seed]
-        row["wall_s"] = time.perf_counter() - start
-        _atomic_write(out / "row.json", json.dumps(row, default=_json_default))
+        if not _reuse(Path(results_dir), out, keys[variant.id, seed], exp.name):
+            run_cell(exp, variant, seed, data, out, keys[variant.id, seed], progress)
         write_runs(exp_dir, collect_runs(exp_dir, exp))
         bar.update(1)
     bar.close()
     runs = collect_runs(exp_dir, exp)
     write_runs(exp_dir, runs)
     return runs
+
+
+def run_cell(exp: Experiment, variant: Variant, seed: int,
+             data: tuple[DatasetInfo, dict[str, Split]], out: Path, key: str,
+             progress: bool | None = None) -> dict[str, Any]:
+    """Run one (variant, seed) cell of ``exp`` into ``out`` and write its ``row.json``.
+
+    The run key is written first, so an interrupted cell resumes only under the same settings;
+    any exception becomes a failed row with its reason, never an error of the caller.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "run_key").write_text(key)
+    start = time.perf_counter()
+    try:
+        row = run_one(variant, data, exp.config, seed, out, exp.profile_size, exp.name,
+                      exp.preset, progress)
+    except Exception as exc:  # recorded, never fatal to the sweep
+        row = _base_row(variant, seed, exp.name, exp.preset, exp.config)
+        row["error"] = f"{type(exc).__name__}: {exc}"
+        row["dataset"] = exp.data.name
+    row["run_key"] = key
+    row["wall_s"] = time.perf_counter() - start
+    _atomic_write(out / "row.json", json.dumps(row, default=_json_default))
+    return row
 
 
 def _reuse(results_dir: Path, out: Path, key: str, experiment: str) -> bool:
@@ -193,12 +202,12 @@ def collect_runs(exp_dir: Path, exp: Experiment) -> pd.DataFrame:
     return frame.reindex(columns=[*COLUMNS, *extra])
 
 
-def write_runs(exp_dir: Path, runs: pd.DataFrame) -> None:
-    """``runs.csv`` and ``runs.parquet``, each replaced atomically."""
-    _atomic_write(exp_dir / "runs.csv", runs.to_csv(index=False))
-    tmp = exp_dir / "runs.parquet.tmp"
+def write_runs(exp_dir: Path, runs: pd.DataFrame, stem: str = "runs") -> None:
+    """``<stem>.csv`` and ``<stem>.parquet``, each replaced atomically."""
+    _atomic_write(exp_dir / f"{stem}.csv", runs.to_csv(index=False))
+    tmp = exp_dir / f"{stem}.parquet.tmp"
     runs.to_parquet(tmp, index=False)
-    os.replace(tmp, exp_dir / "runs.parquet")
+    os.replace(tmp, exp_dir / f"{stem}.parquet")
 
 
 def _atomic_write(path: Path, text: str) -> None:

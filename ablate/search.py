@@ -679,9 +679,7 @@ def write_search_report(spec: SearchSpec, store: Store,
     exp_dir.mkdir(parents=True, exist_ok=True)
     study = optuna.load_study(study_name=spec.name, storage=store.optuna)
     table = trials_table(study, spec)
-    runner._atomic_write(exp_dir / "trials.csv", table.to_csv(index=False))
-    table.to_parquet(exp_dir / "trials.parquet.tmp", index=False)
-    (exp_dir / "trials.parquet.tmp").replace(exp_dir / "trials.parquet")
+    runner.write_runs(exp_dir, table, "trials")
     (exp_dir / "search.json").write_text(json.dumps(
         {"study": spec.name, "storage": redact(store.url), **spec.identity(),
          "trials": spec.trials, "max_trials": spec.max_trials}, indent=2))
