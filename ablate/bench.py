@@ -5,6 +5,8 @@ measurement) and ``<out_dir>/<device>.md`` (machine, versions and date, then tab
 
 - per variant: inference latency at batch 1 and at the training batch, training images/s with
   the harness step, peak memory, and the harness step against a bare hand-written loop;
+- overhead: on the first variant, the harness step against the bare loop and the bare loop
+  against itself (the noise floor) over many short rounds, with 95% confidence intervals;
 - peer: our closest variant against ``segmentation_models_pytorch.Unet("resnet18")``;
 - data path: an epoch over the decode-once cache against decoding the image files every epoch;
 - CUDA only: the speed-up of bf16 autocast, channels_last and ``torch.compile``, and the share of
@@ -14,7 +16,8 @@ Conventions. The harness side always runs ``ablate.train.train_epoch`` on object
 ``build_train_step``, the code ``train`` runs. Every timed pass follows one untimed warm-up pass.
 Compared measurements run in the same process in alternating order (ABBA...), so that drift and
 thermal or neighbour noise hit both sides alike; a ratio is taken per round and we report the
-median over rounds with the min-max. Epochs are timed with ``perf_counter`` (after a synchronize
+median over rounds with the min-max, and from 6 rounds on a distribution-free 95% confidence
+interval of the median (``scipy.stats.quantile_test``). Epochs are timed with ``perf_counter`` (after a synchronize
 on CUDA), latency with ``ablate.timing.latency_ms`` (CUDA events on GPU). Peak memory: CUDA max
 allocated during one training epoch; on the CPU the process's peak RSS so far, which never goes
 down within a run.
@@ -25,6 +28,8 @@ from __future__ import annotations
 import csv
 import datetime
 import importlib.metadata
+import itertools
+import math
 import os
 import platform
 import re
@@ -38,6 +43,8 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 import torch
 from PIL import Image
+from scipy import stats
+from tqdm.auto import tqdm
 
 from .config import TrainConfig, load_config
 from .data import IMAGENET_MEAN, IMAGENET_STD, BatchLoader, DatasetInfo, DataSpec, load_dataset
@@ -49,7 +56,12 @@ from .timing import latency_ms, peak_memory_mb, reset_peak_memory
 from .train import TrainStep, build_train_step, train_epoch
 from .variant import Variant
 
-COLUMNS = ("device", "section", "variant", "metric", "unit", "median", "min", "max", "n", "note")
+COLUMNS = ("device", "section", "variant", "metric", "unit", "median", "min", "max", "ci_low",
+           "ci_high", "n", "note")
+CI_LEVEL = 0.95
+CI_MIN_ROUNDS = 6             # fewer rounds cannot give a 95% interval for a median
+OVERHEAD_GOAL = 1.03          # harness / bare loop epoch time
+OVERHEAD_STEPS = 2            # batches per round in the overhead section: short, so many rounds fit
 DEFAULT_EXPERIMENTS = ("experiments/seed002_pooling_quick.yaml",
                        "experiments/seed002_skips_quick.yaml")
 # Our closest match to smp's Unet("resnet18"): five decoder stages of the same widths, nearest x2.
@@ -81,12 +93,13 @@ class BenchSettings:
     batch: int = 16             # training batch and the larger latency batch
     steps: int = 10             # training steps in one timed epoch
     repeats: int = 5            # timed rounds per measurement, after one warm-up
+    overhead_rounds: int = 30   # rounds of the overhead section (harness, bare, bare copy)
     data_images: int = 64       # training images in the on-disk dataset of the data-path test
     compile: bool = True        # CUDA: measure torch.compile (its warm-up takes a minute)
     threads: int = 0            # CPU intra-op threads; 0: every core this process may use
 
     def __post_init__(self) -> None:
-        for name in ("image_size", "batch", "steps", "repeats", "data_images"):
+        for name in ("image_size", "batch", "steps", "repeats", "overhead_rounds", "data_images"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}={value!r} is not allowed; allowed: a positive integer")
@@ -101,7 +114,8 @@ class BenchSettings:
                              f"({self.batch}); allowed: >= batch")
 
 
-SMOKE = BenchSettings(image_size=32, batch=2, steps=2, repeats=1, data_images=4, compile=False)
+SMOKE = BenchSettings(image_size=32, batch=2, steps=2, repeats=1, overhead_rounds=2,
+                      data_images=4, compile=False)
 
 
 def default_variants(experiments: Sequence[str | Path] | None = None) -> list[Variant]:
@@ -147,12 +161,19 @@ def run_bench(device: torch.device, variants: Sequence[Variant], out_dir: str | 
                              augment=config.augment, seed=SEED, drop_last=True,
                              ignore_index=info.ignore_index)
         meta = _meta(device, settings)
+        first = variants[0]
+        jobs = [(f"variant {v.id}", lambda v=v: _variant_rows(v, info, loader, config, device,
+                                                              settings)) for v in variants]
+        jobs += [("overhead", lambda: _overhead_rows(first, info, loader, config, device,
+                                                     settings)),
+                 ("peer", lambda: _peer_rows(info, loader, config, device, settings)),
+                 ("data path", lambda: _data_rows(first, config, device, settings)),
+                 ("cuda", lambda: _cuda_rows(first, info, loader, config, device, settings))]
         rows: list[dict] = []
-        for variant in variants:
-            rows += _variant_rows(variant, info, loader, config, device, settings)
-        rows += _peer_rows(info, loader, config, device, settings)
-        rows += _data_rows(variants[0], config, device, settings)
-        rows += _cuda_rows(variants[0], info, loader, config, device, settings)
+        bar = tqdm(jobs, desc=f"bench {device.type}", unit="part", leave=False)
+        for name, job in bar:
+            bar.set_postfix_str(name)
+            rows += job()
     finally:
         torch.set_num_threads(threads)
     slug = device_slug(device)
@@ -196,7 +217,7 @@ def _harness_loop(step: TrainStep) -> Callable[..., float]:
 
 
 def _bare_loop(model: torch.nn.Module, info: DatasetInfo, config: TrainConfig,
-               device: torch.device) -> Callable[[BatchLoader, int], float]:
+               device: torch.device) -> Callable[..., float]:
     """A minimal hand-written loop (zero_grad, forward, loss, backward, step): the reference.
 
     Same loss, AdamW and cosine schedule as the harness; on CUDA the same autocast dtype and
@@ -214,12 +235,12 @@ def _bare_loop(model: torch.nn.Module, info: DatasetInfo, config: TrainConfig,
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs,
                                                            eta_min=config.eta_min)
 
-    def epoch(loader: BatchLoader, n: int) -> float:
+    def epoch(loader: BatchLoader, n: int, batches: Iterable | None = None) -> float:
         loader.set_epoch(n)
         model.train()
         _sync(device)
         t0 = time.perf_counter()
-        for images, masks in loader:
+        for images, masks in loader if batches is None else batches:
             if channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             if amp:
@@ -239,18 +260,20 @@ def _bare_loop(model: torch.nn.Module, info: DatasetInfo, config: TrainConfig,
     return epoch
 
 
-def _alternate(a: Callable[[int], float], b: Callable[[int], float], rounds: int
-               ) -> tuple[list[float], list[float]]:
-    """``a(r)`` and ``b(r)`` once per round r = 1..rounds, in ABBA order; their results."""
-    ta, tb = [], []
+def _alternate(rounds: int, *fns: Callable[[int], float]) -> tuple[list[float], ...]:
+    """Each ``fn(r)`` once per round r = 1..rounds, in order on odd rounds and reversed on even
+    ones (ABBA...); the results, one list per function."""
+    results: tuple[list[float], ...] = tuple([] for _ in fns)
     for r in range(1, rounds + 1):
-        if r % 2:
-            ta.append(a(r))
-            tb.append(b(r))
-        else:
-            tb.append(b(r))
-            ta.append(a(r))
-    return ta, tb
+        order = range(len(fns)) if r % 2 else reversed(range(len(fns)))
+        for i in order:
+            results[i].append(fns[i](r))
+    return results
+
+
+def _first(loader: BatchLoader, k: int) -> Iterator:
+    """The first ``k`` batches of ``loader``'s epoch; lazy, so the loop's ``set_epoch`` applies."""
+    yield from itertools.islice(loader, k)
 
 
 def _latency(model: torch.nn.Module, settings: BenchSettings, batch: int, first: bool) -> float:
@@ -272,13 +295,23 @@ def _free(device: torch.device) -> None:
 # Measurements
 
 
+def _median_ci(values: Sequence[float]) -> tuple[float | str, float | str]:
+    """Distribution-free ``CI_LEVEL`` interval of the median (order statistics); blanks when
+    there are fewer than ``CI_MIN_ROUNDS`` values."""
+    if len(values) < CI_MIN_ROUNDS:
+        return "", ""
+    ci = stats.quantile_test(values, p=0.5).confidence_interval(CI_LEVEL)
+    return float(ci.low), float(ci.high)
+
+
 def _row(section: str, variant: str, metric: str, unit: str, values: Sequence[float] = (),
          note: str = "") -> dict:
     values = list(values)
-    stats = ({"median": statistics.median(values), "min": min(values), "max": max(values)}
-             if values else {"median": "", "min": "", "max": ""})
-    return {"section": section, "variant": variant, "metric": metric, "unit": unit, **stats,
-            "n": len(values) or "", "note": note}
+    summary = ({"median": statistics.median(values), "min": min(values), "max": max(values)}
+               if values else {"median": "", "min": "", "max": ""})
+    low, high = _median_ci(values)
+    return {"section": section, "variant": variant, "metric": metric, "unit": unit, **summary,
+            "ci_low": low, "ci_high": high, "n": len(values) or "", "note": note}
 
 
 def _seeded_model(variant: Variant, info: DatasetInfo, device: torch.device) -> torch.nn.Module:
@@ -296,7 +329,7 @@ def _variant_rows(variant: Variant, info: DatasetInfo, loader: BatchLoader, conf
     peak = peak_memory_mb(device)  # before the bare model exists
     bare = _bare_loop(_seeded_model(variant, info, device), info, config, device)
     bare(loader, 0)
-    th, tb = _alternate(lambda r: harness(loader, r), lambda r: bare(loader, r), settings.repeats)
+    th, tb = _alternate(settings.repeats, lambda r: harness(loader, r), lambda r: bare(loader, r))
     images = settings.steps * settings.batch
     lat1 = [_latency(step.model, settings, 1, r == 0) for r in range(settings.repeats)]
     latn = [_latency(step.model, settings, settings.batch, r == 0)
@@ -316,6 +349,43 @@ def _variant_rows(variant: Variant, info: DatasetInfo, loader: BatchLoader, conf
              "epoch time, harness / bare loop"),
     ]
     del step, harness, bare
+    _free(device)
+    return rows
+
+
+def _overhead_rows(variant: Variant, info: DatasetInfo, loader: BatchLoader, config: TrainConfig,
+                   device: torch.device, settings: BenchSettings) -> list[dict]:
+    """The harness step against the bare loop with the resolution the goal needs.
+
+    Three loops on three copies of the same model (harness, bare, bare again) take turns over
+    ``settings.overhead_rounds`` short rounds of ``OVERHEAD_STEPS`` batches. The bare loop
+    against its copy is an A/A comparison: code that is identical by construction, so its spread
+    is what this machine's noise alone does to a ratio.
+    """
+    loops = {"harness": _harness_loop(build_train_step(_seeded_model(variant, info, device),
+                                                       info, config, device)),
+             "bare": _bare_loop(_seeded_model(variant, info, device), info, config, device),
+             "bare_copy": _bare_loop(_seeded_model(variant, info, device), info, config, device)}
+
+    def run(name: str) -> Callable[[int], float]:
+        return lambda r: loops[name](loader, r, _first(loader, OVERHEAD_STEPS))
+
+    for name in loops:
+        run(name)(0)
+    th, tb, tc = _alternate(settings.overhead_rounds, *(run(name) for name in loops))
+    steps = min(OVERHEAD_STEPS, len(loader))
+    rows = [
+        _row("overhead", variant.id, "harness_step_ms", "ms", [1e3 * t / steps for t in th],
+             "harness step"),
+        _row("overhead", variant.id, "bare_step_ms", "ms", [1e3 * t / steps for t in tb],
+             "bare loop"),
+        _row("overhead", variant.id, "harness_over_bare", "ratio",
+             [h / b for h, b in zip(th, tb)], "epoch time, harness / bare loop"),
+        _row("overhead", variant.id, "bare_copy_over_bare", "ratio",
+             [c / b for c, b in zip(tc, tb)],
+             "epoch time, bare loop on a second copy / bare loop (noise floor)"),
+    ]
+    del loops
     _free(device)
     return rows
 
@@ -341,8 +411,8 @@ def _peer_rows(info: DatasetInfo, loader: BatchLoader, config: TrainConfig, devi
     loops = {name: _harness_loop(step) for name, step in steps.items()}
     for loop in loops.values():
         loop(loader, 0)
-    to, tp = _alternate(lambda r: loops[ours_id](loader, r), lambda r: loops[PEER_NAME](loader, r),
-                        settings.repeats)
+    to, tp = _alternate(settings.repeats, lambda r: loops[ours_id](loader, r),
+                        lambda r: loops[PEER_NAME](loader, r))
     images = settings.steps * settings.batch
     rows = []
     for name, times in ((ours_id, to), (PEER_NAME, tp)):
@@ -351,9 +421,9 @@ def _peer_rows(info: DatasetInfo, loader: BatchLoader, config: TrainConfig, devi
     rows.append(_row("peer", ours_id, "train_time_ratio", "ratio",
                      [o / p for o, p in zip(to, tp)], f"epoch time, ours / {PEER_NAME}"))
     for name, batch in (("b1", 1), ("batch", settings.batch)):
-        lo, lp = _alternate(lambda r: _latency(steps[ours_id].model, settings, batch, r == 1),
-                            lambda r: _latency(steps[PEER_NAME].model, settings, batch, r == 1),
-                            settings.repeats)
+        lo, lp = _alternate(settings.repeats,
+                            lambda r: _latency(steps[ours_id].model, settings, batch, r == 1),
+                            lambda r: _latency(steps[PEER_NAME].model, settings, batch, r == 1))
         rows += [_row("peer", ours_id, f"latency_{name}_ms", "ms", lo, f"batch {batch}"),
                  _row("peer", PEER_NAME, f"latency_{name}_ms", "ms", lp, f"batch {batch}"),
                  _row("peer", ours_id, f"latency_{name}_ratio", "ratio",
@@ -444,15 +514,14 @@ def _data_rows(variant: Variant, config: TrainConfig, device: torch.device,
 
         iterate(set_epoch(0))
         iterate(_on_device(decoded, device))
-        dc, dd = _alternate(lambda r: iterate(set_epoch(r)),
-                            lambda r: iterate(_on_device(decoded, device)), settings.repeats)
+        dc, dd = _alternate(settings.repeats, lambda r: iterate(set_epoch(r)),
+                            lambda r: iterate(_on_device(decoded, device)))
         step = build_train_step(_seeded_model(variant, info, device), info, config, device)
         harness = _harness_loop(step)
         harness(cached, 0)
         harness(cached, 0, _on_device(decoded, device))
-        tc, td = _alternate(lambda r: harness(cached, r),
-                            lambda r: harness(cached, r, _on_device(decoded, device)),
-                            settings.repeats)
+        tc, td = _alternate(settings.repeats, lambda r: harness(cached, r),
+                            lambda r: harness(cached, r, _on_device(decoded, device)))
     n = f"{len(cached) * batch} images of {2 * size} px PNG, resized to {size} px"
     rows = [
         _row("data", "", "cache_first_load_s", "s", [first], "decode all files + write the cache"),
@@ -515,8 +584,8 @@ def _switch_rows(variant: Variant, info: DatasetInfo, loader: BatchLoader, confi
                    for flag in (True, False))
         on(loader, 0)
         off(loader, 0)
-        t_on, t_off = _alternate(lambda r: on(loader, r), lambda r: off(loader, r),
-                                 settings.repeats)
+        t_on, t_off = _alternate(settings.repeats, lambda r: on(loader, r),
+                                 lambda r: off(loader, r))
         rows.append(_row("cuda", variant.id, metric, "ratio",
                          [f / o for f, o in zip(t_off, t_on)], f"epoch time without / with {key}"))
         del on, off
@@ -530,7 +599,7 @@ def _switch_rows(variant: Variant, info: DatasetInfo, loader: BatchLoader, confi
         loader.set_epoch(r)
         return harness(loader, r, list(loader))  # the same batches, made in advance
 
-    t_loader, t_ready = _alternate(lambda r: harness(loader, r), ready, settings.repeats)
+    t_loader, t_ready = _alternate(settings.repeats, lambda r: harness(loader, r), ready)
     rows.append(_row("cuda", variant.id, "input_wait_share", "fraction",
                      [1 - b / a for a, b in zip(t_loader, t_ready)],
                      "1 - epoch time on batches made in advance / with the loader"))
@@ -606,12 +675,38 @@ def _num(value: float | str, digits: int = 3) -> str:
 
 
 def _spread(row: dict | None) -> str:
-    """``median (min–max)`` of a ratio row, or a dash when it was not measured."""
+    """``median [95% CI]`` of a ratio row, ``median (min–max)`` below ``CI_MIN_ROUNDS`` rounds,
+    or a dash when it was not measured."""
     if row is None or row["median"] == "":
         return "–"
     if row["n"] == 1:
         return f"{row['median']:.3f} (one round)"
+    if row["ci_low"] != "":
+        return f"{row['median']:.3f} [{_ci(row)}]"
     return f"{row['median']:.3f} ({row['min']:.3f}–{row['max']:.3f})"
+
+
+def _fixed(value: float | str) -> str:
+    return "–" if value == "" else f"{value:.3f}"
+
+
+def _range(row: dict) -> str:
+    return "–" if row["median"] == "" else f"{_fixed(row['min'])}–{_fixed(row['max'])}"
+
+
+def _ci(row: dict) -> str:
+    return "–" if row["ci_low"] == "" else f"{_fixed(row['ci_low'])}–{_fixed(row['ci_high'])}"
+
+
+def _verdict(row: dict | None, goal: float) -> str:
+    """Whether a time ratio's confidence interval settles ``ratio <= goal``."""
+    if row is None or row["ci_low"] == "":
+        return f"not resolved: fewer than {CI_MIN_ROUNDS} rounds"
+    if row["ci_high"] <= goal:
+        return f"met: the 95% CI lies at or below {goal}"
+    if row["ci_low"] > goal:
+        return f"missed: the 95% CI lies above {goal}"
+    return f"not resolved: the 95% CI spans {goal}"
 
 
 def _table(header: Sequence[str], body: Iterable[Sequence[str]]) -> list[str]:
@@ -634,14 +729,18 @@ def _markdown(rows: list[dict], meta: dict[str, str], settings: BenchSettings) -
     out = [f"# ablate bench: {meta['title']}", ""]
     out += [f"- {key}: {value}" for key, value in meta.items() if key != "title"]
     out += ["", "Medians over rounds. Each ratio is taken per round between measurements made "
-            "back to back in this process (alternating ABBA), and quoted as median (min–max) "
-            "over rounds. A time ratio below 1 means the first named is faster.", ""]
+            "back to back in this process (alternating ABBA), and quoted as median [95% "
+            "confidence interval of the median, distribution-free] over rounds, or as median "
+            f"(min–max) where there are fewer than {CI_MIN_ROUNDS} rounds. A time ratio below 1 "
+            "means the first named is faster.", ""]
 
     variants = list(dict.fromkeys(r["variant"] for r in rows if r["section"] == "variant"))
     memory = at[("variant", variants[0], "peak_mem_mb")]["note"]
     out += ["## Variants", "",
-            "Goal: harness / bare loop at most 1.03. Latency: eval mode, fp32, median of 5 "
-            f"forwards per round. Peak memory: {memory}.", ""]
+            f"Goal: harness / bare loop at most {OVERHEAD_GOAL}; rounds per variant here: "
+            f"{settings.repeats}; the next section settles the goal with more. "
+            f"Latency: eval mode, fp32, median of 5 forwards per round. Peak memory: {memory}.",
+            ""]
     out += _table(
         ["variant", "params (M)", "latency b1 (ms)", f"latency b{b} (ms)",
          "train img/s (harness)", "train img/s (bare)", "harness / bare time", "peak mem (MB)"],
@@ -649,6 +748,21 @@ def _markdown(rows: list[dict], meta: dict[str, str], settings: BenchSettings) -
           med("variant", v, "latency_batch_ms"), med("variant", v, "train_images_per_s"),
           med("variant", v, "bare_images_per_s"), ratio("variant", v, "harness_over_bare"),
           med("variant", v, "peak_mem_mb")] for v in variants])
+
+    ov = next(r["variant"] for r in rows if r["section"] == "overhead")
+    harness = at[("overhead", ov, "harness_over_bare")]
+    out += ["## Harness overhead", "",
+            f"On `{ov}`: three copies of the model, trained by the harness step, the bare loop "
+            f"and the bare loop again, take turns over {harness['n']} rounds of "
+            f"{OVERHEAD_STEPS} batches (median step: harness "
+            f"{med('overhead', ov, 'harness_step_ms')} ms, bare {med('overhead', ov, 'bare_step_ms')}"
+            " ms). The bare loop against its own copy runs identical code: its ratio is this "
+            f"machine's noise floor. Goal: harness / bare at most {OVERHEAD_GOAL}.", ""]
+    floor = at[("overhead", ov, "bare_copy_over_bare")]
+    out += _table(["comparison", "median", "95% CI of the median", "min–max", "goal"], [
+        [name, _fixed(row["median"]), _ci(row), _range(row), goal] for name, row, goal in (
+            ("harness / bare loop", harness, _verdict(harness, OVERHEAD_GOAL)),
+            ("bare copy / bare loop (noise floor)", floor, "–"))])
 
     ours = PEER_VARIANT.id
     out += ["## Peer: segmentation_models_pytorch", "",

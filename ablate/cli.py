@@ -180,7 +180,8 @@ def _bench(args: argparse.Namespace) -> int:
     from .bench import SMOKE, BenchSettings, bench_devices, default_variants, run_bench
 
     base = SMOKE if args.smoke else BenchSettings()
-    given = {k: getattr(args, k) for k in ("image_size", "batch", "steps", "repeats", "threads")
+    given = {k: getattr(args, k) for k in ("image_size", "batch", "steps", "repeats",
+                                           "overhead_rounds", "threads")
              if getattr(args, k) is not None}
     if args.no_compile:
         given["compile"] = False
@@ -324,6 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, help="training and large-latency batch (default 16)")
     p.add_argument("--steps", type=int, help="training steps per timed epoch (default 10)")
     p.add_argument("--repeats", type=int, help="timed rounds per measurement (default 5)")
+    p.add_argument("--overhead-rounds", type=int,
+                   help="rounds of the harness-overhead section (default 30)")
     p.add_argument("--threads", type=int, help="CPU threads (default 0: every core)")
     p.add_argument("--no-compile", action="store_true", help="CUDA: skip the torch.compile row")
     p.add_argument("--out", type=Path, default=Path("results/bench"), help="output folder")

@@ -21,6 +21,7 @@ from ablate.variant import Variant
 
 VARIANT_METRICS = ("params_m", "latency_b1_ms", "latency_batch_ms", "train_images_per_s",
                    "bare_images_per_s", "peak_mem_mb", "harness_over_bare")
+OVERHEAD_METRICS = ("harness_step_ms", "bare_step_ms", "harness_over_bare", "bare_copy_over_bare")
 DATA_RATIOS = ("data_epoch_ratio", "train_epoch_ratio")
 PEER_RATIOS = ("train_time_ratio", "latency_b1_ratio", "latency_batch_ratio")
 
@@ -48,6 +49,10 @@ def _check(rows: list[dict], md: str, cuda: bool) -> None:
     for metric in VARIANT_METRICS:
         assert by[("variant", metric)]["variant"] == variant
         assert _positive_finite(by[("variant", metric)]), metric
+    for metric in OVERHEAD_METRICS:
+        row = by[("overhead", metric)]
+        assert row["variant"] == variant and row["n"] == str(SMOKE.overhead_rounds), metric
+        assert _positive_finite(row) and row["ci_low"] == "", metric  # 2 rounds: no interval
     for metric in DATA_RATIOS:
         assert _positive_finite(by[("data", metric)]), metric
     for metric in PEER_RATIOS:
@@ -66,7 +71,9 @@ def _check(rows: list[dict], md: str, cuda: bool) -> None:
             assert _positive_finite(row), metric
     for line in ("# ablate bench: ", "- machine: ", "- device: ", "- versions: python ",
                  "torch ", "segmentation_models_pytorch ", "- date: ", "- settings: image 32 px",
-                 "## Variants", "## Peer: segmentation_models_pytorch", "## Data path",
+                 "## Variants", "## Harness overhead", "| harness / bare loop |",
+                 "not resolved: fewer than 6 rounds", "## Peer: segmentation_models_pytorch",
+                 "## Data path",
                  "## CUDA switches", "| variant | params (M) |", f"`{variant}`"):
         assert line in md, line
 
@@ -110,6 +117,38 @@ def test_switch_rows_run_on_the_cpu(one_thread):
             assert math.isfinite(row["median"]) and row["median"] < 1
         else:
             assert row["median"] > 0 and math.isfinite(row["median"]), row
+
+
+@pytest.mark.parametrize("n", [6, 9, 10, 25, 40])
+def test_median_interval_is_the_order_statistics_of_the_binomial(n):
+    """Independent check: the widest-coverage-at-least-95% pair of order statistics (x_(k),
+    x_(n+1-k)) for the median, with k from the Binomial(n, 1/2) tail."""
+    values = [float(v) for v in torch.randn(n, generator=torch.Generator().manual_seed(n))]
+    k = max(j for j in range(1, n // 2 + 1)
+            if 1 - 2 * sum(math.comb(n, i) for i in range(j)) / 2 ** n >= 0.95)
+    ordered = sorted(values)
+    assert bench._median_ci(values) == pytest.approx((ordered[k - 1], ordered[n - k]))
+
+
+def test_median_interval_needs_six_rounds():
+    assert bench._median_ci([1.0, 1.1, 0.9, 1.0, 1.2]) == ("", "")
+
+
+@pytest.mark.parametrize("low, high, verdict", [
+    (0.95, 1.02, "met"), (1.031, 1.1, "missed"), (0.99, 1.05, "not resolved: the 95% CI spans"),
+    ("", "", "not resolved: fewer than"),
+])
+def test_verdict_reads_the_interval_against_the_goal(low, high, verdict):
+    assert bench._verdict({"ci_low": low, "ci_high": high}, 1.03).startswith(verdict)
+
+
+def test_alternate_runs_abba():
+    calls = []
+    results = bench._alternate(3, *(lambda r, name=name: calls.append((r, name)) or r
+                                    for name in "abc"))
+    assert calls == [(1, "a"), (1, "b"), (1, "c"), (2, "c"), (2, "b"), (2, "a"),
+                     (3, "a"), (3, "b"), (3, "c")]
+    assert results == ([1, 2, 3],) * 3
 
 
 def test_default_variants_are_the_plain_baseline_then_the_studies(monkeypatch):
