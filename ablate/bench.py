@@ -62,6 +62,8 @@ CI_LEVEL = 0.95
 CI_MIN_ROUNDS = 6             # fewer rounds cannot give a 95% interval for a median
 OVERHEAD_GOAL = 1.03          # harness / bare loop epoch time
 OVERHEAD_STEPS = 2            # batches per round in the overhead section: short, so many rounds fit
+TRIVIAL_STEPS = 100           # steps per round on the 1x1 conv of the overhead section
+TRIVIAL = "conv1x1"           # its name in the rows
 DEFAULT_EXPERIMENTS = ("experiments/seed002_pooling_quick.yaml",
                        "experiments/seed002_skips_quick.yaml")
 # Our closest match to smp's Unet("resnet18"): five decoder stages of the same widths, nearest x2.
@@ -355,39 +357,58 @@ def _variant_rows(variant: Variant, info: DatasetInfo, loader: BatchLoader, conf
 
 def _overhead_rows(variant: Variant, info: DatasetInfo, loader: BatchLoader, config: TrainConfig,
                    device: torch.device, settings: BenchSettings) -> list[dict]:
-    """The harness step against the bare loop with the resolution the goal needs.
+    """The harness step against the bare loop, with the resolution the goal needs.
 
-    Three loops on three copies of the same model (harness, bare, bare again) take turns over
-    ``settings.overhead_rounds`` short rounds of ``OVERHEAD_STEPS`` batches. The bare loop
-    against its copy is an A/A comparison: code that is identical by construction, so its spread
-    is what this machine's noise alone does to a ratio.
+    Three loops on three copies of a model (harness, bare, bare again) take turns over
+    ``settings.overhead_rounds`` rounds. The bare loop against its copy is an A/A comparison of
+    identical code: what this machine's noise alone does to a result. Done twice: on ``variant``
+    over short rounds of ``OVERHEAD_STEPS`` loader batches (the ratio the goal is about), and on a
+    1x1 convolution over ``TRIVIAL_STEPS`` copies of one batch, where a step is mostly Python
+    and kernel launches, so the time the harness adds per step shows in microseconds.
     """
-    loops = {"harness": _harness_loop(build_train_step(_seeded_model(variant, info, device),
-                                                       info, config, device)),
-             "bare": _bare_loop(_seeded_model(variant, info, device), info, config, device),
-             "bare_copy": _bare_loop(_seeded_model(variant, info, device), info, config, device)}
-
-    def run(name: str) -> Callable[[int], float]:
-        return lambda r: loops[name](loader, r, _first(loader, OVERHEAD_STEPS))
-
-    for name in loops:
-        run(name)(0)
-    th, tb, tc = _alternate(settings.overhead_rounds, *(run(name) for name in loops))
+    vid = variant.id
+    th, tb, tc = _race(lambda: _seeded_model(variant, info, device), info, config, device, loader,
+                       lambda: _first(loader, OVERHEAD_STEPS), settings.overhead_rounds)
     steps = min(OVERHEAD_STEPS, len(loader))
+    batch = next(iter(loader))
+    xh, xb, xc = _race(lambda: _trivial_model(info, device), info, config, device, loader,
+                       lambda: itertools.repeat(batch, TRIVIAL_STEPS), settings.overhead_rounds)
+    us = 1e6 / TRIVIAL_STEPS
     rows = [
-        _row("overhead", variant.id, "harness_step_ms", "ms", [1e3 * t / steps for t in th],
+        _row("overhead", vid, "harness_step_ms", "ms", [1e3 * t / steps for t in th],
              "harness step"),
-        _row("overhead", variant.id, "bare_step_ms", "ms", [1e3 * t / steps for t in tb],
-             "bare loop"),
-        _row("overhead", variant.id, "harness_over_bare", "ratio",
-             [h / b for h, b in zip(th, tb)], "epoch time, harness / bare loop"),
-        _row("overhead", variant.id, "bare_copy_over_bare", "ratio",
-             [c / b for c, b in zip(tc, tb)],
+        _row("overhead", vid, "bare_step_ms", "ms", [1e3 * t / steps for t in tb], "bare loop"),
+        _row("overhead", vid, "harness_over_bare", "ratio", [h / b for h, b in zip(th, tb)],
+             "epoch time, harness / bare loop"),
+        _row("overhead", vid, "bare_copy_over_bare", "ratio", [c / b for c, b in zip(tc, tb)],
              "epoch time, bare loop on a second copy / bare loop (noise floor)"),
+        _row("overhead", TRIVIAL, "bare_step_us", "us", [us * t for t in xb], "bare loop"),
+        _row("overhead", TRIVIAL, "harness_extra_us", "us",
+             [us * (h - b) for h, b in zip(xh, xb)], "per step, harness - bare loop"),
+        _row("overhead", TRIVIAL, "bare_copy_extra_us", "us",
+             [us * (c - b) for c, b in zip(xc, xb)],
+             "per step, bare loop on a second copy - bare loop (noise floor)"),
     ]
-    del loops
     _free(device)
     return rows
+
+
+def _trivial_model(info: DatasetInfo, device: torch.device) -> torch.nn.Module:
+    torch.manual_seed(SEED)
+    return torch.nn.Conv2d(info.in_channels, info.model_outputs, 1).to(device)
+
+
+def _race(make: Callable[[], torch.nn.Module], info: DatasetInfo, config: TrainConfig,
+          device: torch.device, loader: BatchLoader, batches: Callable[[], Iterable],
+          rounds: int) -> tuple[list[float], ...]:
+    """Epoch times of the harness, the bare loop and the bare loop again, each on its own copy
+    of ``make()``, over ``batches()``: one warm-up each, then ``rounds`` rounds in turn."""
+    loops = (_harness_loop(build_train_step(make(), info, config, device)),
+             _bare_loop(make(), info, config, device), _bare_loop(make(), info, config, device))
+    runs = [lambda r, loop=loop: loop(loader, r, batches()) for loop in loops]
+    for run in runs:
+        run(0)
+    return _alternate(rounds, *runs)
 
 
 def _peer_rows(info: DatasetInfo, loader: BatchLoader, config: TrainConfig, device: torch.device,
@@ -686,16 +707,33 @@ def _spread(row: dict | None) -> str:
     return f"{row['median']:.3f} ({row['min']:.3f}–{row['max']:.3f})"
 
 
-def _fixed(value: float | str) -> str:
-    return "–" if value == "" else f"{value:.3f}"
+def _fixed(value: float | str, decimals: int = 3) -> str:
+    return "–" if value == "" else f"{value:.{decimals}f}"
 
 
-def _range(row: dict) -> str:
-    return "–" if row["median"] == "" else f"{_fixed(row['min'])}–{_fixed(row['max'])}"
+def _range(row: dict, decimals: int = 3) -> str:
+    if row["median"] == "":
+        return "–"
+    return f"{_fixed(row['min'], decimals)} to {_fixed(row['max'], decimals)}"
 
 
-def _ci(row: dict) -> str:
-    return "–" if row["ci_low"] == "" else f"{_fixed(row['ci_low'])}–{_fixed(row['ci_high'])}"
+def _ci(row: dict, decimals: int = 3) -> str:
+    if row["ci_low"] == "":
+        return "–"
+    return f"{_fixed(row['ci_low'], decimals)} to {_fixed(row['ci_high'], decimals)}"
+
+
+def _bound_verdict(extra: dict, step_ms: float | str, goal: float) -> str:
+    """Whether the time the harness adds per step (``extra``, microseconds, with its interval)
+    settles ``goal`` on a step of ``step_ms``: its upper bound as a share of the step."""
+    if extra["ci_low"] == "" or step_ms == "":
+        return f"not resolved: fewer than {CI_MIN_ROUNDS} rounds"
+    high, low = max(extra["ci_high"], 0.0) / (1e3 * step_ms), extra["ci_low"] / (1e3 * step_ms)
+    if high <= goal - 1:
+        return f"met: at most {high:.2%} of a {step_ms:.3g} ms step (upper 95% bound)"
+    if low > goal - 1:
+        return f"missed: at least {low:.2%} of a {step_ms:.3g} ms step (lower 95% bound)"
+    return f"not resolved: up to {high:.2%} of a {step_ms:.3g} ms step"
 
 
 def _verdict(row: dict | None, goal: float) -> str:
@@ -751,18 +789,31 @@ def _markdown(rows: list[dict], meta: dict[str, str], settings: BenchSettings) -
 
     ov = next(r["variant"] for r in rows if r["section"] == "overhead")
     harness = at[("overhead", ov, "harness_over_bare")]
-    out += ["## Harness overhead", "",
-            f"On `{ov}`: three copies of the model, trained by the harness step, the bare loop "
-            f"and the bare loop again, take turns over {harness['n']} rounds of "
-            f"{OVERHEAD_STEPS} batches (median step: harness "
-            f"{med('overhead', ov, 'harness_step_ms')} ms, bare {med('overhead', ov, 'bare_step_ms')}"
-            " ms). The bare loop against its own copy runs identical code: its ratio is this "
-            f"machine's noise floor. Goal: harness / bare at most {OVERHEAD_GOAL}.", ""]
     floor = at[("overhead", ov, "bare_copy_over_bare")]
-    out += _table(["comparison", "median", "95% CI of the median", "min–max", "goal"], [
-        [name, _fixed(row["median"]), _ci(row), _range(row), goal] for name, row, goal in (
-            ("harness / bare loop", harness, _verdict(harness, OVERHEAD_GOAL)),
-            ("bare copy / bare loop (noise floor)", floor, "–"))])
+    extra = at[("overhead", TRIVIAL, "harness_extra_us")]
+    extra_floor = at[("overhead", TRIVIAL, "bare_copy_extra_us")]
+    bare_ms = at[("overhead", ov, "bare_step_ms")]["median"]
+    out += ["## Harness overhead", "",
+            f"Three copies of a model, trained by the harness step, the bare loop and the bare "
+            f"loop again, take turns over {harness['n']} rounds. The bare loop against its own "
+            "copy runs identical code: its row is this machine's noise floor. First on "
+            f"`{ov}`, rounds of {OVERHEAD_STEPS} batches (median step: harness "
+            f"{med('overhead', ov, 'harness_step_ms')} ms, bare {_num(bare_ms)} ms); then on a "
+            f"1x1 convolution, rounds of {TRIVIAL_STEPS} steps on one batch, where a step "
+            f"(bare: {med('overhead', TRIVIAL, 'bare_step_us')} µs) is mostly Python and kernel "
+            "launches, so the time the harness adds per step shows in microseconds; its upper "
+            f"bound over the variant's step bounds the overhead. Goal: harness / bare at most "
+            f"{OVERHEAD_GOAL}.", ""]
+    out += _table(["comparison", "median", "95% CI of the median", "min to max", "goal"], [
+        ["harness / bare loop", _fixed(harness["median"]), _ci(harness), _range(harness),
+         _verdict(harness, OVERHEAD_GOAL)],
+        ["bare copy / bare loop (noise floor)", _fixed(floor["median"]), _ci(floor),
+         _range(floor), "–"],
+        ["time the harness adds per step (µs, 1x1 conv)", _fixed(extra["median"], 1),
+         _ci(extra, 1), _range(extra, 1), _bound_verdict(extra, bare_ms, OVERHEAD_GOAL)],
+        ["bare copy - bare loop per step (µs, noise floor)", _fixed(extra_floor["median"], 1),
+         _ci(extra_floor, 1), _range(extra_floor, 1), "–"],
+    ])
 
     ours = PEER_VARIANT.id
     out += ["## Peer: segmentation_models_pytorch", "",

@@ -21,7 +21,9 @@ from ablate.variant import Variant
 
 VARIANT_METRICS = ("params_m", "latency_b1_ms", "latency_batch_ms", "train_images_per_s",
                    "bare_images_per_s", "peak_mem_mb", "harness_over_bare")
-OVERHEAD_METRICS = ("harness_step_ms", "bare_step_ms", "harness_over_bare", "bare_copy_over_bare")
+OVERHEAD_METRICS = ("harness_step_ms", "bare_step_ms", "harness_over_bare", "bare_copy_over_bare",
+                    "bare_step_us")
+OVERHEAD_DIFFERENCES = ("harness_extra_us", "bare_copy_extra_us")  # differences: may be < 0
 DATA_RATIOS = ("data_epoch_ratio", "train_epoch_ratio")
 PEER_RATIOS = ("train_time_ratio", "latency_b1_ratio", "latency_batch_ratio")
 
@@ -49,10 +51,15 @@ def _check(rows: list[dict], md: str, cuda: bool) -> None:
     for metric in VARIANT_METRICS:
         assert by[("variant", metric)]["variant"] == variant
         assert _positive_finite(by[("variant", metric)]), metric
-    for metric in OVERHEAD_METRICS:
+    for metric in OVERHEAD_METRICS + OVERHEAD_DIFFERENCES:
         row = by[("overhead", metric)]
-        assert row["variant"] == variant and row["n"] == str(SMOKE.overhead_rounds), metric
-        assert _positive_finite(row) and row["ci_low"] == "", metric  # 2 rounds: no interval
+        assert row["variant"] == (bench.TRIVIAL if metric.endswith("_us") else variant), metric
+        assert row["n"] == str(SMOKE.overhead_rounds) and row["ci_low"] == "", metric  # no CI
+        if metric in OVERHEAD_DIFFERENCES:
+            low, mid, high = (float(row[k]) for k in ("min", "median", "max"))
+            assert math.isfinite(mid) and low <= mid <= high, metric
+        else:
+            assert _positive_finite(row), metric
     for metric in DATA_RATIOS:
         assert _positive_finite(by[("data", metric)]), metric
     for metric in PEER_RATIOS:
@@ -140,6 +147,18 @@ def test_median_interval_needs_six_rounds():
 ])
 def test_verdict_reads_the_interval_against_the_goal(low, high, verdict):
     assert bench._verdict({"ci_low": low, "ci_high": high}, 1.03).startswith(verdict)
+
+
+@pytest.mark.parametrize("low, high, step_ms, verdict", [
+    (-20.0, 250.0, 10.0, "met: at most 2.50% of a 10 ms step"),
+    (-20.0, -5.0, 10.0, "met: at most 0.00% of a 10 ms step"),
+    (310.0, 400.0, 10.0, "missed: at least 3.10% of a 10 ms step"),
+    (100.0, 400.0, 10.0, "not resolved: up to 4.00% of a 10 ms step"),
+    ("", "", 10.0, "not resolved: fewer than"),
+])
+def test_bound_verdict_divides_the_added_time_by_the_step(low, high, step_ms, verdict):
+    extra = {"ci_low": low, "ci_high": high}  # microseconds per step
+    assert bench._bound_verdict(extra, step_ms, 1.03).startswith(verdict)
 
 
 def test_alternate_runs_abba():
