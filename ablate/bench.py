@@ -680,7 +680,7 @@ def _meta(device: torch.device, settings: BenchSettings) -> dict[str, str]:
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "settings": f"image {settings.image_size} px, batch {settings.batch}, steps per timed "
                     f"epoch {settings.steps}, timed rounds {settings.repeats} (after one "
-                    "warm-up); preset quick (AdamW, cosine schedule, dice loss, augmentation on "
+                    f"warm-up), overhead rounds {settings.overhead_rounds}; preset quick (AdamW, cosine schedule, dice loss, augmentation on "
                     "the device)"
                     + ("; bf16 autocast and channels_last on (harness defaults), compile off"
                        if device.type == "cuda" else ""),
@@ -736,10 +736,14 @@ def _bound_verdict(extra: dict, step_ms: float | str, goal: float) -> str:
     return f"not resolved: up to {high:.2%} of a {step_ms:.3g} ms step"
 
 
-def _verdict(row: dict | None, goal: float) -> str:
-    """Whether a time ratio's confidence interval settles ``ratio <= goal``."""
+def _verdict(row: dict | None, goal: float, floor: dict | None = None) -> str:
+    """Whether a time ratio's confidence interval settles ``ratio <= goal``; not when the A/A
+    ``floor`` shows that identical code differs here (its interval excludes 1)."""
     if row is None or row["ci_low"] == "":
         return f"not resolved: fewer than {CI_MIN_ROUNDS} rounds"
+    if floor is not None and floor["ci_low"] != "" and not floor["ci_low"] <= 1 <= floor["ci_high"]:
+        return (f"not resolved: identical code differs here (A/A {floor['median']:.3f}, 95% CI "
+                "excludes 1)")
     if row["ci_high"] <= goal:
         return f"met: the 95% CI lies at or below {goal}"
     if row["ci_low"] > goal:
@@ -806,7 +810,7 @@ def _markdown(rows: list[dict], meta: dict[str, str], settings: BenchSettings) -
             f"{OVERHEAD_GOAL}.", ""]
     out += _table(["comparison", "median", "95% CI of the median", "min to max", "goal"], [
         ["harness / bare loop", _fixed(harness["median"]), _ci(harness), _range(harness),
-         _verdict(harness, OVERHEAD_GOAL)],
+         _verdict(harness, OVERHEAD_GOAL, floor)],
         ["bare copy / bare loop (noise floor)", _fixed(floor["median"]), _ci(floor),
          _range(floor), "–"],
         ["time the harness adds per step (µs, 1x1 conv)", _fixed(extra["median"], 1),

@@ -38,14 +38,23 @@ def device_name(device: torch.device) -> str:
     return device.type
 
 
-@functools.lru_cache(maxsize=1)
-def git_commit() -> str:
-    """HEAD of the ablate checkout (with ``-dirty`` for uncommitted changes), or ``unknown``."""
-    root = Path(__file__).resolve().parent.parent
+CODE_PATHS = ("ablate", "pyproject.toml")  # what computes a result, relative to the checkout
+
+
+@functools.lru_cache(maxsize=None)
+def git_commit(root: Path | None = None) -> str:
+    """HEAD of the ablate checkout at ``root`` (default: this package's), ``unknown`` outside one.
+
+    ``-dirty`` is added when the code that computes results (``CODE_PATHS``, untracked files
+    included) differs from HEAD. Edits elsewhere do not count: docs, or the committed results
+    that a run rewrites, which would otherwise mark every run after the first. Experiment files
+    are recorded with their results (``experiment.json``).
+    """
+    root = Path(__file__).resolve().parent.parent if root is None else Path(root)
     try:
         head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, text=True,
                               capture_output=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", *CODE_PATHS], cwd=root,
                                text=True, capture_output=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"

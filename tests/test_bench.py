@@ -147,6 +147,14 @@ def test_median_interval_needs_six_rounds():
 ])
 def test_verdict_reads_the_interval_against_the_goal(low, high, verdict):
     assert bench._verdict({"ci_low": low, "ci_high": high}, 1.03).startswith(verdict)
+    steady = {"median": 1.0, "ci_low": 0.98, "ci_high": 1.01}  # an A/A floor around 1
+    assert bench._verdict({"ci_low": low, "ci_high": high}, 1.03, steady).startswith(verdict)
+
+
+def test_verdict_is_withheld_when_identical_code_differs():
+    floor = {"median": 1.051, "ci_low": 1.02, "ci_high": 1.09}
+    verdict = bench._verdict({"ci_low": 0.945, "ci_high": 1.026}, 1.03, floor)
+    assert verdict == "not resolved: identical code differs here (A/A 1.051, 95% CI excludes 1)"
 
 
 @pytest.mark.parametrize("low, high, step_ms, verdict", [
