@@ -363,16 +363,17 @@ def _overhead_rows(variant: Variant, info: DatasetInfo, loader: BatchLoader, con
     ``settings.overhead_rounds`` rounds. The bare loop against its copy is an A/A comparison of
     identical code: what this machine's noise alone does to a result. Done twice: on ``variant``
     over short rounds of ``OVERHEAD_STEPS`` loader batches (the ratio the goal is about), and on a
-    1x1 convolution over ``TRIVIAL_STEPS`` copies of one batch, where a step is mostly Python
-    and kernel launches, so the time the harness adds per step shows in microseconds.
+    1x1 convolution over ``TRIVIAL_STEPS`` steps on one image, where a step is mostly Python and
+    kernel launches, so the time the harness adds per step shows in microseconds.
     """
     vid = variant.id
     th, tb, tc = _race(lambda: _seeded_model(variant, info, device), info, config, device, loader,
                        lambda: _first(loader, OVERHEAD_STEPS), settings.overhead_rounds)
     steps = min(OVERHEAD_STEPS, len(loader))
-    batch = next(iter(loader))
+    images, masks = next(iter(loader))
+    one = (images[:1], masks[:1])  # per-step overhead does not grow with the batch; noise does
     xh, xb, xc = _race(lambda: _trivial_model(info, device), info, config, device, loader,
-                       lambda: itertools.repeat(batch, TRIVIAL_STEPS), settings.overhead_rounds)
+                       lambda: itertools.repeat(one, TRIVIAL_STEPS), settings.overhead_rounds)
     us = 1e6 / TRIVIAL_STEPS
     rows = [
         _row("overhead", vid, "harness_step_ms", "ms", [1e3 * t / steps for t in th],
@@ -803,7 +804,7 @@ def _markdown(rows: list[dict], meta: dict[str, str], settings: BenchSettings) -
             "copy runs identical code: its row is this machine's noise floor. First on "
             f"`{ov}`, rounds of {OVERHEAD_STEPS} batches (median step: harness "
             f"{med('overhead', ov, 'harness_step_ms')} ms, bare {_num(bare_ms)} ms); then on a "
-            f"1x1 convolution, rounds of {TRIVIAL_STEPS} steps on one batch, where a step "
+            f"1x1 convolution, rounds of {TRIVIAL_STEPS} steps on one image, where a step "
             f"(bare: {med('overhead', TRIVIAL, 'bare_step_us')} µs) is mostly Python and kernel "
             "launches, so the time the harness adds per step shows in microseconds; its upper "
             f"bound over the variant's step bounds the overhead. Goal: harness / bare at most "
