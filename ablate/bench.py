@@ -17,10 +17,10 @@ Conventions. The harness side always runs ``ablate.train.train_epoch`` on object
 Compared measurements run in the same process in alternating order (ABBA...), so that drift and
 thermal or neighbour noise hit both sides alike; a ratio is taken per round and we report the
 median over rounds with the min-max, and from 6 rounds on a distribution-free 95% confidence
-interval of the median (``scipy.stats.quantile_test``). Epochs are timed with ``perf_counter`` (after a synchronize
-on CUDA), latency with ``ablate.timing.latency_ms`` (CUDA events on GPU). Peak memory: CUDA max
-allocated during one training epoch; on the CPU the process's peak RSS so far, which never goes
-down within a run.
+interval of the median (``scipy.stats.quantile_test``). Epochs are timed with ``perf_counter``
+(after a synchronize on CUDA), latency with ``ablate.timing.latency_ms`` (CUDA events on GPU).
+Peak memory: CUDA max allocated during one training epoch; on the CPU the process's peak RSS so
+far, which never goes down within a run.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ import csv
 import datetime
 import importlib.metadata
 import itertools
-import math
 import os
 import platform
 import re
@@ -681,8 +680,8 @@ def _meta(device: torch.device, settings: BenchSettings) -> dict[str, str]:
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "settings": f"image {settings.image_size} px, batch {settings.batch}, steps per timed "
                     f"epoch {settings.steps}, timed rounds {settings.repeats} (after one "
-                    f"warm-up), overhead rounds {settings.overhead_rounds}; preset quick (AdamW, cosine schedule, dice loss, augmentation on "
-                    "the device)"
+                    f"warm-up), overhead rounds {settings.overhead_rounds}; preset quick (AdamW, "
+                    "cosine schedule, dice loss, augmentation on the device)"
                     + ("; bf16 autocast and channels_last on (harness defaults), compile off"
                        if device.type == "cuda" else ""),
     }
@@ -742,7 +741,8 @@ def _verdict(row: dict | None, goal: float, floor: dict | None = None) -> str:
     ``floor`` shows that identical code differs here (its interval excludes 1)."""
     if row is None or row["ci_low"] == "":
         return f"not resolved: fewer than {CI_MIN_ROUNDS} rounds"
-    if floor is not None and floor["ci_low"] != "" and not floor["ci_low"] <= 1 <= floor["ci_high"]:
+    steady = floor is None or floor["ci_low"] == "" or floor["ci_low"] <= 1 <= floor["ci_high"]
+    if not steady:
         return (f"not resolved: identical code differs here (A/A {floor['median']:.3f}, 95% CI "
                 "excludes 1)")
     if row["ci_high"] <= goal:
