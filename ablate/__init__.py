@@ -1,7 +1,12 @@
 """ablate: does this architectural change really help, and what does it cost?
 
 variant -> model -> train -> evaluate -> save -> profile -> row -> table / plot.
+
+Tables and reports (scipy, statsmodels, matplotlib) are imported on first use of their names,
+so that training, workers and the command line start without them.
 """
+
+import importlib
 
 from .config import PRESETS, TrainConfig, load_config
 from .data import DATASETS, DataSpec, load_dataset
@@ -12,9 +17,7 @@ from .metrics import MetricAccumulator, scores
 from .model import SegmentationModel, build_model
 from .profile import Profile, profile_model
 from .registry import Registry
-from .report import load_runs, write_report
 from .runner import run_experiment, run_one
-from .tables import format_summary, summarize
 from .train import RunResult, train
 from .variant import KNOBS, Variant, list_knobs
 
@@ -27,3 +30,18 @@ __all__ = [
     "summarize", "train", "write_report",
 ]
 __version__ = "0.1.0"
+
+_LAZY = {"format_summary": "tables", "summarize": "tables", "load_runs": "report",
+         "write_report": "report"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

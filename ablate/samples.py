@@ -1,19 +1,20 @@
-"""The per-run picture: image | ground truth | prediction for a few fixed validation samples."""
+"""The per-run picture: image | ground truth | prediction for a few fixed validation samples.
+
+Drawn on a ``matplotlib.figure.Figure``, never through ``pyplot`` (as in ``ablate.plots``): no
+global backend is switched, so importing ablate leaves a notebook's plotting alone. matplotlib
+is imported on first use, which keeps it out of every process that trains without samples.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import torch
+from torch import nn
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-
-from .data import IMAGENET_MEAN, IMAGENET_STD, DatasetInfo, Split  # noqa: E402
-from .evaluate import predict_samples  # noqa: E402
+from .data import IMAGENET_MEAN, IMAGENET_STD, DatasetInfo, Split
+from .evaluate import predict_samples
 
 
 def colorize(mask: np.ndarray, info: DatasetInfo) -> np.ndarray:
@@ -32,7 +33,10 @@ def save_samples(model: nn.Module, split: Split, info: DatasetInfo, path: Path, 
     mean = torch.tensor(IMAGENET_MEAN).view(1, -1, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(1, -1, 1, 1)
     preds = predict_samples(model, (images - mean) / std).numpy()
-    fig, axes = plt.subplots(n, 3, figsize=(6, 2 * n), squeeze=False)
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 2 * n))
+    axes = fig.subplots(n, 3, squeeze=False)
     for i in range(n):
         for ax, img, title in zip(axes[i], (split.images[i], colorize(split.masks[i], info),
                                             colorize(preds[i].astype(np.uint8), info)),
@@ -44,5 +48,4 @@ def save_samples(model: nn.Module, split: Split, info: DatasetInfo, path: Path, 
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=80)
-    plt.close(fig)
     return path

@@ -1,0 +1,50 @@
+"""Tests for ablate.samples: the per-run picture, drawn without touching pyplot's global state."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+from PIL import Image
+
+from ablate.data import DataSpec, load_dataset
+from ablate.model import build_model
+from ablate.samples import colorize, save_samples
+from ablate.variant import Variant
+
+
+def test_save_samples_draws_one_row_per_sample(tmp_path):
+    info, splits = load_dataset(DataSpec("shapes", image_size=32,
+                                         options={"n_train": 2, "n_val": 3}), cache_dir=None)
+    model = build_model(Variant(widths=(16, 8), skips=("e2", "e3")), info.model_outputs)
+    path = save_samples(model, splits["val"], info, tmp_path / "s" / "samples.png", n=5)
+    width, height = Image.open(path).size
+    assert (width, height) == (6 * 80, 2 * 3 * 80)  # 3 samples (all there are) x 3 panels, 80 dpi
+
+
+def test_colorize_uses_the_palette_and_paints_ignore_white():
+    info, _ = load_dataset(DataSpec("shapes", image_size=32, options={"n_train": 2, "n_val": 2}),
+                           cache_dir=None)
+    mask = np.array([[0, 1]], np.uint8)
+    rgb = colorize(mask, info)
+    assert rgb.tolist() == [[list(info.palette[0]), list(info.palette[1])]]
+    if info.ignore_index is not None:
+        assert colorize(np.array([[info.ignore_index]], np.uint8), info).tolist() == [[[255] * 3]]
+
+
+def test_drawing_samples_leaves_the_matplotlib_backend_alone(tmp_path):
+    code = (
+        "import matplotlib; matplotlib.use('svg')\n"
+        "from ablate.data import DataSpec, load_dataset\n"
+        "from ablate.model import build_model\n"
+        "from ablate.samples import save_samples\n"
+        "from ablate.variant import Variant\n"
+        "info, s = load_dataset(DataSpec('shapes', image_size=32, options={'n_train': 2, "
+        "'n_val': 2}), cache_dir=None)\n"
+        "m = build_model(Variant(widths=(16, 8), skips=('e2', 'e3')), info.model_outputs)\n"
+        f"save_samples(m, s['val'], info, __import__('pathlib').Path({str(tmp_path)!r}) / 'x.png')\n"
+        "print(matplotlib.get_backend())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "svg"
