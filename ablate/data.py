@@ -27,7 +27,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 import warnings
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
@@ -40,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from .files import atomic_path
 from .registry import Registry
 
 log = logging.getLogger(__name__)
@@ -295,7 +295,7 @@ def load_dataset(spec: DataSpec, cache_dir: str | Path | None = ".cache/ablate"
     The source is checked first (missing or malformed files raise ``FileNotFoundError`` or
     ``ValueError`` naming the file and showing the expected layout). Then the cached splits are
     loaded if their key matches, else the source is decoded, resized and written to the cache
-    (atomically: temp file + ``os.replace``). ``cache_dir=None`` decodes now and writes nothing.
+    (atomically, through ``ablate.files.atomic_path``). ``cache_dir=None`` decodes now and writes nothing.
     """
     if not isinstance(spec, DataSpec):
         raise TypeError(f"load_dataset needs an ablate DataSpec, got {type(spec).__name__}")
@@ -346,17 +346,9 @@ def _load_cache(paths: dict[str, Path]) -> tuple[DatasetInfo, dict[str, Split]] 
 def _save_cache(paths: dict[str, Path], info: DatasetInfo, splits: dict[str, Split]) -> None:
     info_json = json.dumps(asdict(info))
     for name, path in paths.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, images=splits[name].images, masks=splits[name].masks,
-                         info=np.array(info_json))
-            os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; the cache may be shared
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, images=splits[name].images, masks=splits[name].masks,
+                     info=np.array(info_json))
 
 
 # ---------------------------------------------------------------------------------------------

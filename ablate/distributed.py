@@ -54,6 +54,8 @@ from optuna.storages._heartbeat import BaseHeartbeat  # no public base for a hea
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock, JournalStorage
 from optuna.trial import TrialState
 
+from .files import write_text
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -232,9 +234,7 @@ class _FileClaims(Claims):
             claims = data.setdefault(self.namespace, {})
             yield claims
             if json.dumps(data, sort_keys=True) != before:
-                tmp = self._path.with_name(f"{self._path.name}.{os.getpid()}.tmp")
-                tmp.write_text(json.dumps(data))
-                os.replace(tmp, self._path)
+                write_text(self._path, json.dumps(data))
         finally:
             self._lock.release()
 
@@ -462,7 +462,7 @@ def run_grid(exp: Experiment, store: Store, results_dir: str | Path = "results",
 
     exp_dir = Path(results_dir) / exp.name
     exp_dir.mkdir(parents=True, exist_ok=True)
-    runner._atomic_write(exp_dir / "experiment.json", json.dumps(runner._describe(exp), indent=2))
+    write_text(exp_dir / "experiment.json", json.dumps(runner.describe(exp), indent=2))
     spec = DataSpec(exp.data.name, exp.data.root, exp.config.image_size, exp.data.options)
     cells = {cell_key(v.id, s, runner.run_key(v, spec, exp.config, s, exp.profile_size)): (v, s)
              for v, s in exp.runs()}
@@ -487,7 +487,7 @@ def run_grid(exp: Experiment, store: Store, results_dir: str | Path = "results",
             data = load_dataset(spec, cache_dir)
         with beating(store.heartbeat, (claims, key, me)):
             row = _run_cell(exp, exp_dir, variant, seed, key.rsplit("/", 1)[1], data)
-        if claims.finish(key, me, json.dumps(row, default=runner._json_default)):
+        if claims.finish(key, me, runner.row_text(row)):
             (log or tqdm.write)(f"ran {variant.id} seed {seed}: {row['status']}")
         else:
             (log or tqdm.write)(f"ran {variant.id} seed {seed}, but another worker took the "
@@ -499,7 +499,7 @@ def run_grid(exp: Experiment, store: Store, results_dir: str | Path = "results",
             row_file = runner.run_dir(exp_dir, variant, seed) / "row.json"
             run_key = key.rsplit("/", 1)[1]
             if not row_file.is_file() or json.loads(row_file.read_text()).get("run_key") != run_key:
-                runner._atomic_write(row_file, claim.result)
+                write_text(row_file, claim.result)
     runs = runner.collect_runs(exp_dir, exp)
     runner.write_runs(exp_dir, runs)
     return runs
@@ -511,6 +511,6 @@ def _run_cell(exp: Experiment, exp_dir: Path, variant, seed: int, key: str,
     from . import runner
 
     out = runner.run_dir(exp_dir, variant, seed)
-    if runner._finished(out, key, retry_failed=False):
+    if runner.is_finished(out, key, retry_failed=False):
         return json.loads((out / "row.json").read_text())
     return runner.run_cell(exp, variant, seed, data, out, key, progress=False)

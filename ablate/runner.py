@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import shutil
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ from tqdm.auto import tqdm
 from .config import TrainConfig
 from .data import DataSpec, DatasetInfo, Split, load_dataset
 from .experiment import Experiment
+from .files import atomic_path, write_text
 from .metrics import DEFINITIONS
 from .profile import profile_model
 from .timing import latency_ms
@@ -71,7 +71,7 @@ def run_one(variant: Variant, data: DataSpec | tuple[DatasetInfo, dict[str, Spli
     """Train, evaluate, time and profile one variant; return its result row (see ``COLUMNS``)."""
     result = train(variant, data, config, seed=seed, out_dir=out_dir, progress=progress,
                    on_epoch=on_epoch)
-    row = _base_row(variant, seed, experiment, preset, config)
+    row = base_row(variant, seed, experiment, preset, config)
     row.update(status=result.status, error=result.error, epochs_run=result.epochs_run,
                dataset=result.info.name if result.info else "", **result.env)
     row.update({k: result.metrics.get(k, math.nan) for k in METRIC_COLUMNS})
@@ -84,8 +84,9 @@ def run_one(variant: Variant, data: DataSpec | tuple[DatasetInfo, dict[str, Spli
     return row
 
 
-def _base_row(variant: Variant, seed: int, experiment: str, preset: str,
-              config: TrainConfig) -> dict[str, Any]:
+def base_row(variant: Variant, seed: int, experiment: str, preset: str,
+             config: TrainConfig) -> dict[str, Any]:
+    """A failed row with the variant's knobs and the settings filled in; the rest NaN."""
     knobs = variant.to_dict()
     row: dict[str, Any] = {c: math.nan for c in COLUMNS}
     row.update(
@@ -107,12 +108,12 @@ def run_experiment(exp: Experiment, results_dir: str | Path = "results",
     """Run every missing (variant, seed) cell of ``exp``; return the runs table."""
     exp_dir = Path(results_dir) / exp.name
     exp_dir.mkdir(parents=True, exist_ok=True)
-    (exp_dir / "experiment.json").write_text(json.dumps(_describe(exp), indent=2))
+    write_text(exp_dir / "experiment.json", json.dumps(describe(exp), indent=2))
     data_spec = DataSpec(exp.data.name, exp.data.root, exp.config.image_size, exp.data.options)
     keys = {(v.id, s): run_key(v, data_spec, exp.config, s, exp.profile_size)
             for v, s in exp.runs()}
     todo = [(v, s) for v, s in exp.runs()
-            if not _finished(run_dir(exp_dir, v, s), keys[v.id, s], retry_failed)]
+            if not is_finished(run_dir(exp_dir, v, s), keys[v.id, s], retry_failed)]
     if todo:
         data = load_dataset(data_spec, cache_dir)  # decoded once for every variant and seed
     bar = tqdm(total=len(exp.runs()), initial=len(exp.runs()) - len(todo), desc=exp.name,
@@ -145,12 +146,12 @@ def run_cell(exp: Experiment, variant: Variant, seed: int,
         row = run_one(variant, data, exp.config, seed, out, exp.profile_size, exp.name,
                       exp.preset, progress)
     except Exception as exc:  # recorded, never fatal to the sweep
-        row = _base_row(variant, seed, exp.name, exp.preset, exp.config)
+        row = base_row(variant, seed, exp.name, exp.preset, exp.config)
         row["error"] = f"{type(exc).__name__}: {exc}"
         row["dataset"] = exp.data.name
     row["run_key"] = key
     row["wall_s"] = time.perf_counter() - start
-    _atomic_write(out / "row.json", json.dumps(row, default=_json_default))
+    write_row(out, row)
     return row
 
 
@@ -167,12 +168,12 @@ def _reuse(results_dir: Path, out: Path, key: str, experiment: str) -> bool:
                         ignore=shutil.ignore_patterns("row.json", "checkpoints"))
         row["reused_from"] = row.get("reused_from") or row["experiment"]
         row["experiment"] = experiment
-        _atomic_write(out / "row.json", json.dumps(row, default=_json_default))
+        write_row(out, row)
         return True
     return False
 
 
-def _finished(path: Path, key: str, retry_failed: bool) -> bool:
+def is_finished(path: Path, key: str, retry_failed: bool) -> bool:
     """Has this cell a current row? Otherwise clear what cannot be resumed.
 
     A row with another run key is stale; with ``retry_failed`` a failed row is redone. A folder
@@ -204,26 +205,23 @@ def collect_runs(exp_dir: Path, exp: Experiment) -> pd.DataFrame:
 
 def write_runs(exp_dir: Path, runs: pd.DataFrame, stem: str = "runs") -> None:
     """``<stem>.csv`` and ``<stem>.parquet``, each replaced atomically."""
-    _atomic_write(exp_dir / f"{stem}.csv", runs.to_csv(index=False))
-    tmp = exp_dir / f"{stem}.parquet.tmp"
-    runs.to_parquet(tmp, index=False)
-    os.replace(tmp, exp_dir / f"{stem}.parquet")
+    write_text(exp_dir / f"{stem}.csv", runs.to_csv(index=False))
+    with atomic_path(exp_dir / f"{stem}.parquet") as tmp:
+        runs.to_parquet(tmp, index=False)
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def write_row(out: Path, row: dict[str, Any]) -> None:
+    """A run's ``row.json``, replaced atomically."""
+    write_text(out / "row.json", row_text(row))
 
 
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "item"):
-        return value.item()
-    return str(value)
+def row_text(row: dict[str, Any]) -> str:
+    """A result row as JSON; numpy and torch scalars become plain numbers."""
+    return json.dumps(row, default=lambda v: v.item() if hasattr(v, "item") else str(v))
 
 
-def _describe(exp: Experiment) -> dict[str, Any]:
+def describe(exp: Experiment) -> dict[str, Any]:
+    """What ``experiment.json`` records of an experiment."""
     return {"name": exp.name, "description": exp.description, "dataset": exp.data.to_dict(),
             "preset": exp.preset, "config": exp.config.to_dict(), "seeds": list(exp.seeds),
             "baseline": exp.baseline.id, "variants": [v.id for v in exp.variants],

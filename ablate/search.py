@@ -64,6 +64,7 @@ from .config import TrainConfig
 from .data import DataSpec, load_dataset
 from .distributed import Claims, Store, beating, fail_stale_trials, redact, worker_id
 from .experiment import METRICS, ExperimentError, parse_experiment, read_mapping
+from .files import write_text
 from .registry import Registry
 from .tables import METRIC_LABELS
 from .variant import KNOBS, Variant
@@ -511,7 +512,7 @@ def _objective(trial: optuna.Trial, worker: _Worker) -> float | list[float]:
         variant = spec.variant(params)
     except ValueError as exc:
         _end(trial, None, "skipped", f"invalid variant: {exc}")
-    row = runner._base_row(variant, spec.seed, spec.name, spec.preset, spec.config)
+    row = runner.base_row(variant, spec.seed, spec.name, spec.preset, spec.config)
     row["dataset"] = worker.data[0].name
     if spec.budget_gmacs is not None:
         prof = worker.profile(variant)
@@ -544,7 +545,7 @@ def _train(trial: optuna.Trial, worker: _Worker,
     spec = worker.spec
     out = runner.run_dir(worker.exp_dir, variant, spec.seed)
     key = runner.run_key(variant, spec.data_spec, spec.config, spec.seed, spec.profile_size)
-    if runner._finished(out, key, retry_failed=True):
+    if runner.is_finished(out, key, retry_failed=True):
         return json.loads((out / "row.json").read_text()), None
     out.mkdir(parents=True, exist_ok=True)
     (out / "run_key").write_text(key)
@@ -564,18 +565,18 @@ def _train(trial: optuna.Trial, worker: _Worker,
                              spec.name, spec.preset, progress=False, on_epoch=on_epoch)
     except optuna.TrialPruned as exc:
         pruned = exc
-        row = runner._base_row(variant, spec.seed, spec.name, spec.preset, spec.config)
+        row = runner.base_row(variant, spec.seed, spec.name, spec.preset, spec.config)
         row.update(worker.env())
         row.update({k: last[k] for k in runner.METRIC_COLUMNS if k in last})
         row.update(status="pruned", error=str(exc), epochs_run=last["epoch"],
                    dataset=worker.data[0].name, val_loss=last.get("loss", math.nan))
         row.update(worker.profile(variant))  # the trained model is not returned when pruned
     except Exception as exc:  # recorded as a failed trial, never fatal to the worker
-        row = runner._base_row(variant, spec.seed, spec.name, spec.preset, spec.config)
+        row = runner.base_row(variant, spec.seed, spec.name, spec.preset, spec.config)
         row.update(error=f"{type(exc).__name__}: {exc}", dataset=worker.data[0].name)
     row["run_key"] = key
     row["wall_s"] = time.perf_counter() - start
-    runner._atomic_write(out / "row.json", json.dumps(row, default=runner._json_default))
+    runner.write_row(out, row)
     return row, pruned
 
 
@@ -759,7 +760,7 @@ def _importances(study: optuna.Study, spec: SearchSpec, exp_dir: Path) -> list[s
         imp = param_importances(study, spec)
     except (ValueError, RuntimeError) as exc:
         return lines + [f"Not computed: {exc}", ""]
-    runner._atomic_write(exp_dir / "importances.csv", imp.to_csv(index=False))
+    write_text(exp_dir / "importances.csv", imp.to_csv(index=False))
     rows = [[o, p, f"{v:.3f}"] for o, p, v in imp.itertuples(index=False)]
     notes = "".join(f" Optuna warns: {n}" for n in imp.attrs["notes"])
     return lines + [tabulate(rows, ["Objective", "Parameter", "Importance"], tablefmt="pipe",
