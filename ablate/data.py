@@ -295,7 +295,8 @@ def load_dataset(spec: DataSpec, cache_dir: str | Path | None = ".cache/ablate"
     The source is checked first (missing or malformed files raise ``FileNotFoundError`` or
     ``ValueError`` naming the file and showing the expected layout). Then the cached splits are
     loaded if their key matches, else the source is decoded, resized and written to the cache
-    (atomically, through ``ablate.files.atomic_path``). ``cache_dir=None`` decodes now and writes nothing.
+    (atomically, through ``ablate.files.atomic_path``). ``cache_dir=None`` decodes now and
+    writes nothing.
     """
     if not isinstance(spec, DataSpec):
         raise TypeError(f"load_dataset needs an ablate DataSpec, got {type(spec).__name__}")

@@ -43,7 +43,8 @@ def test_drawing_samples_leaves_the_matplotlib_backend_alone(tmp_path):
         "info, s = load_dataset(DataSpec('shapes', image_size=32, options={'n_train': 2, "
         "'n_val': 2}), cache_dir=None)\n"
         "m = build_model(Variant(widths=(16, 8), skips=('e2', 'e3')), info.model_outputs)\n"
-        f"save_samples(m, s['val'], info, __import__('pathlib').Path({str(tmp_path)!r}) / 'x.png')\n"
+        "from pathlib import Path\n"
+        f"save_samples(m, s['val'], info, Path({str(tmp_path)!r}) / 'x.png')\n"
         "print(matplotlib.get_backend())\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
