@@ -420,13 +420,13 @@ def open_store(url: str, heartbeat: int = DEFAULT_HEARTBEAT_S, grace: int | None
             except ImportError as exc:
                 raise ValueError(f"storage {redact(url)}: no database driver ({exc}); for "
                                  "PostgreSQL install the 'postgres' extra (psycopg)") from None
-            except sa.exc.OperationalError as exc:
+            except (sa.exc.OperationalError, sa.exc.ProgrammingError, sa.exc.IntegrityError) as exc:
                 reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
-                raise ValueError(f"cannot open storage {redact(url)}: {reason}") from None
-            except sa.exc.IntegrityError:
-                # Workers creating a new database at once race on Optuna's schema version row.
-                if attempt == _OPEN_ATTEMPTS - 1:
-                    raise
+                # Workers creating a new database at once race on Optuna's schema: one sees a
+                # table the other just made ("already exists") or its version row (integrity).
+                race = isinstance(exc, sa.exc.IntegrityError) or "already exists" in reason
+                if not race or attempt == _OPEN_ATTEMPTS - 1:
+                    raise ValueError(f"cannot open storage {redact(url)}: {reason}") from None
                 time.sleep(0.2 + random.random())
     return Store(url, storage, heartbeat, grace)
 

@@ -21,6 +21,9 @@ import pandas as pd
 import pytest
 import yaml
 
+import sqlalchemy as sa
+
+from ablate import distributed
 from ablate.cli import main
 from ablate.distributed import journal_path, open_store, redact
 from ablate.search import load_search, trials_table, write_search_report
@@ -151,6 +154,44 @@ def _check_study(spec, url: str, n: int) -> list[optuna.trial.FrozenTrial]:
     assert len({tuple(sorted(t.params.items())) for t in complete}) == n
     assert len({t.user_attrs["variant"] for t in complete}) == n
     return trials
+
+
+class _FlakyRDB:
+    """Stands in for RDBStorage: raises ``errors`` one per call, then opens."""
+
+    def __init__(self, errors: list[Exception]) -> None:
+        self.errors, self.calls = errors, 0
+
+    def __call__(self, url, **kwargs):
+        self.calls += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        return f"storage for {url}"
+
+
+def _db_error(kind: type, message: str) -> Exception:
+    return kind("CREATE TABLE alembic_version (...)", {}, Exception(message))
+
+
+@pytest.mark.parametrize("kind, message", [
+    (sa.exc.OperationalError, "table alembic_version already exists"),     # SQLite
+    (sa.exc.ProgrammingError, 'relation "studies" already exists'),         # PostgreSQL
+    (sa.exc.IntegrityError, "UNIQUE constraint failed: version_info.version_info_id"),
+])
+def test_workers_racing_to_create_a_new_database_retry(monkeypatch, tmp_path, kind, message):
+    fake = _FlakyRDB([_db_error(kind, message)])
+    monkeypatch.setattr(distributed, "RDBStorage", fake)
+    monkeypatch.setattr(distributed.time, "sleep", lambda s: None)
+    store = open_store(f"sqlite:///{tmp_path / 'new.db'}")
+    assert fake.calls == 2 and store.optuna == f"storage for sqlite:///{tmp_path / 'new.db'}"
+
+
+def test_other_database_errors_are_refused_at_once_with_the_reason(monkeypatch, tmp_path):
+    fake = _FlakyRDB([_db_error(sa.exc.OperationalError, "unable to open database file")] * 9)
+    monkeypatch.setattr(distributed, "RDBStorage", fake)
+    with pytest.raises(ValueError, match="cannot open storage .*: unable to open database file"):
+        open_store(f"sqlite:///{tmp_path / 'x.db'}")
+    assert fake.calls == 1
 
 
 def test_worker_needs_exactly_one_thing_to_work_on(capsys):
