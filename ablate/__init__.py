@@ -14,12 +14,12 @@ from .evaluate import evaluate
 from .experiment import Experiment, load_experiment
 from .losses import LOSSES
 from .metrics import MetricAccumulator, scores
-from .model import SegmentationModel, build_model
-from .profile import Profile, profile_model
+from .models.model import SegmentationModel, build_model
+from .models.profile import Profile, profile_model
+from .models.variant import KNOBS, Variant, list_knobs
 from .registry import Registry
 from .runner import run_experiment, run_one
 from .train import RunResult, train
-from .variant import KNOBS, Variant, list_knobs
 
 __all__ = [
     "DATASETS", "KNOBS", "LOSSES", "PRESETS",
@@ -31,8 +31,8 @@ __all__ = [
 ]
 __version__ = "0.1.0"
 
-_LAZY = {"format_summary": "tables", "summarize": "tables", "load_runs": "report",
-         "write_report": "report"}
+_LAZY = {"format_summary": "analysis.tables", "summarize": "analysis.tables",
+         "load_runs": "analysis.report", "write_report": "analysis.report"}
 
 
 def __getattr__(name: str):

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import yaml
 
-from .variant import KNOBS, Variant, list_knobs
+from .models.variant import KNOBS, Variant, list_knobs
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -82,8 +82,8 @@ def _knobs(args: argparse.Namespace) -> int:
 
 @_command("profile")
 def _profile(args: argparse.Namespace) -> int:
-    from .model import build_model
-    from .profile import profile_model
+    from .models.model import build_model
+    from .models.profile import profile_model
 
     variant = variant_from_args(args)
     size = _parse_size(args.input_size)
@@ -136,10 +136,10 @@ def _train(args: argparse.Namespace) -> int:
 
 @_command("run")
 def _run(args: argparse.Namespace) -> int:
+    from .analysis.report import write_report
+    from .analysis.tables import format_summary, summarize
     from .experiment import load_experiment
-    from .report import write_report
     from .runner import run_experiment
-    from .tables import format_summary, summarize
 
     failed = 0
     for path in args.experiments:
@@ -159,8 +159,8 @@ def _run(args: argparse.Namespace) -> int:
 
 @_command("report")
 def _report(args: argparse.Namespace) -> int:
+    from .analysis.report import load_runs, write_report
     from .experiment import load_experiment
-    from .report import load_runs, write_report
 
     for path in args.experiments:
         exp = load_experiment(path)
@@ -199,8 +199,8 @@ def _bench(args: argparse.Namespace) -> int:
 def _search(args: argparse.Namespace) -> int:
     import optuna
 
-    from .distributed import open_store, redact
-    from .search import default_storage, load_search, run_search, write_search_report
+    from .scale.distributed import open_store, redact
+    from .scale.search import default_storage, load_search, run_search, write_search_report
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     spec = load_search(args.search)
@@ -221,9 +221,9 @@ def _search(args: argparse.Namespace) -> int:
 def _worker(args: argparse.Namespace) -> int:
     import optuna
 
-    from .distributed import open_store, redact, run_grid
     from .experiment import load_experiment
-    from .search import default_storage, load_search, load_study_spec, run_search
+    from .scale.distributed import open_store, redact, run_grid
+    from .scale.search import default_storage, load_search, load_study_spec, run_search
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     given = [g for g in (args.search, args.study, args.experiment) if g]

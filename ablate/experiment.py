@@ -30,7 +30,7 @@ import yaml
 
 from .config import TrainConfig, load_config
 from .data import DataSpec
-from .variant import Variant
+from .models.variant import Variant
 
 KEYS = ("name", "description", "dataset", "preset", "train", "seeds", "baseline", "variants",
         "grid", "profile_size", "metric")

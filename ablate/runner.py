@@ -25,14 +25,14 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .config import TrainConfig
-from .data import DataSpec, DatasetInfo, Split, load_dataset
+from .data import DatasetInfo, DataSpec, Split, load_dataset
 from .experiment import Experiment
 from .files import atomic_path, write_text
 from .metrics import DEFINITIONS
-from .profile import profile_model
+from .models.profile import profile_model
+from .models.variant import Variant
 from .timing import latency_ms
 from .train import train
-from .variant import Variant
 
 COUNTER_UNITS = ("gmacs_* = 1e9 multiply-accumulates per image at profile_input (thop, fvcore: "
                  "one MAC = one 'flop'; exact: conv + linear from layer shapes); gflops_torch = "

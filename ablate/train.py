@@ -26,16 +26,16 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .analysis.samples import save_samples
 from .config import TrainConfig
 from .data import BatchLoader, DatasetInfo, DataSpec, Split, load_dataset
 from .env import environment, resolve_device
 from .evaluate import evaluate
 from .files import atomic_path
 from .losses import LossFn, build_loss
-from .model import build_model
-from .samples import save_samples
+from .models.model import build_model
+from .models.variant import Variant
 from .timing import peak_memory_mb, reset_peak_memory
-from .variant import Variant
 
 HISTORY_FIELDS = ("epoch", "train_loss", "val_loss", "dice", "iou", "boundary_iou",
                   "dice_per_image", "pixel_acc", "lr", "time_s")

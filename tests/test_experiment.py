@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from ablate.experiment import ExperimentError, load_experiment, parse_experiment
-from ablate.variant import Variant
+from ablate.models.variant import Variant
 
 EXPERIMENTS = sorted(Path(__file__).parent.parent.joinpath("experiments").glob("*.yaml"))
 ABLATIONS = [p for p in EXPERIMENTS if not p.stem.startswith("search")]

@@ -14,9 +14,9 @@ from ablate.cli import main
 from ablate.data import BatchLoader, DataSpec, load_dataset
 from ablate.evaluate import evaluate
 from ablate.experiment import parse_experiment
-from ablate.model import build_model
+from ablate.models.model import build_model
+from ablate.models.variant import Variant
 from ablate.runner import COLUMNS, run_dir, run_experiment
-from ablate.variant import Variant
 
 REPO = Path(__file__).resolve().parent.parent
 EXP = """\

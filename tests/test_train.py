@@ -7,9 +7,9 @@ import torch
 from ablate.config import load_config
 from ablate.data import BatchLoader, DataSpec, load_dataset
 from ablate.evaluate import evaluate
-from ablate.model import build_model
+from ablate.models.model import build_model
+from ablate.models.variant import Variant
 from ablate.train import train
-from ablate.variant import Variant
 
 train_module = importlib.import_module("ablate.train")  # the module, not ablate.train()
 

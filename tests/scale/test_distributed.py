@@ -19,14 +19,13 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 import yaml
 
-import sqlalchemy as sa
-
-from ablate import distributed
 from ablate.cli import main
-from ablate.distributed import journal_path, open_store, redact
-from ablate.search import load_search, trials_table, write_search_report
+from ablate.scale import distributed
+from ablate.scale.distributed import journal_path, open_store, redact
+from ablate.scale.search import load_search, trials_table, write_search_report
 
 HEARTBEAT = ["--heartbeat", "1", "--grace", "4"]
 TRAIN = {"epochs": 1, "image_size": 32, "batch_size": 8, "samples": 0, "threads": 1}
@@ -91,7 +90,7 @@ def test_claims_are_exclusive_go_stale_and_are_never_retaken_once_done(tmp_path,
 RACE = """
 import json, random, sys, time
 from pathlib import Path
-from ablate.distributed import open_store
+from ablate.scale.distributed import open_store
 barrier, me, n, urls = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4:]
 stores = [open_store(url).claims("race") for url in urls]
 keys = [str(i) for i in range(n)]

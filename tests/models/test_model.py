@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from ablate import Variant, build_model, profile_model
-from ablate.variant import KNOBS
+from ablate.models.variant import KNOBS
 
 BASE = Variant(widths=(16, 16, 8, 8))
 

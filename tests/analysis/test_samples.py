@@ -8,10 +8,10 @@ import sys
 import numpy as np
 from PIL import Image
 
+from ablate.analysis.samples import colorize, save_samples
 from ablate.data import DataSpec, load_dataset
-from ablate.model import build_model
-from ablate.samples import colorize, save_samples
-from ablate.variant import Variant
+from ablate.models.model import build_model
+from ablate.models.variant import Variant
 
 
 def test_save_samples_draws_one_row_per_sample(tmp_path):
@@ -37,9 +37,9 @@ def test_drawing_samples_leaves_the_matplotlib_backend_alone(tmp_path):
     code = (
         "import matplotlib; matplotlib.use('svg')\n"
         "from ablate.data import DataSpec, load_dataset\n"
-        "from ablate.model import build_model\n"
-        "from ablate.samples import save_samples\n"
-        "from ablate.variant import Variant\n"
+        "from ablate.models.model import build_model\n"
+        "from ablate.analysis.samples import save_samples\n"
+        "from ablate.models.variant import Variant\n"
         "info, s = load_dataset(DataSpec('shapes', image_size=32, options={'n_train': 2, "
         "'n_val': 2}), cache_dir=None)\n"
         "m = build_model(Variant(widths=(16, 8), skips=('e2', 'e3')), info.model_outputs)\n"

@@ -9,9 +9,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ablate.plots import (pareto_front, plot_curves, plot_dice_ci, plot_dice_vs_gmacs,
-                          plot_dice_vs_params, plot_samples)
-from ablate.tables import summarize
+from ablate.analysis.plots import (
+    pareto_front,
+    plot_curves,
+    plot_dice_ci,
+    plot_dice_vs_gmacs,
+    plot_dice_vs_params,
+    plot_samples,
+)
+from ablate.analysis.tables import summarize
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 IDS = ["r18-M-w128.64.32.32-k0123-cat-ds-bil", "r18-MAA-w128.64.32.32-k0123-cat-ds-bil",

@@ -59,15 +59,15 @@ import pandas as pd
 from optuna.trial import TrialState
 from tabulate import tabulate
 
-from . import runner
-from .config import TrainConfig
-from .data import DataSpec, load_dataset
+from .. import runner
+from ..analysis.tables import METRIC_LABELS
+from ..config import TrainConfig
+from ..data import DataSpec, load_dataset
+from ..experiment import METRICS, ExperimentError, parse_experiment, read_mapping
+from ..files import write_text
+from ..models.variant import KNOBS, Variant
+from ..registry import Registry
 from .distributed import Claims, Store, beating, fail_stale_trials, redact, worker_id
-from .experiment import METRICS, ExperimentError, parse_experiment, read_mapping
-from .files import write_text
-from .registry import Registry
-from .tables import METRIC_LABELS
-from .variant import KNOBS, Variant
 
 KEYS = ("study", "description", "dataset", "preset", "train", "seed", "baseline", "space",
         "objectives", "trials", "budget_gmacs", "pruner", "sampler", "storage", "max_trials",
@@ -418,8 +418,8 @@ class _Worker:
     def profile(self, variant: Variant) -> dict[str, Any]:
         """Profile row of a throw-away, untrained copy of ``variant`` (cached)."""
         if variant.id not in self._profiles:
-            from .model import build_model
-            from .profile import profile_model
+            from ..models.model import build_model
+            from ..models.profile import profile_model
 
             info = self.data[0]
             model = build_model(variant, info.model_outputs, info.in_channels)
@@ -429,7 +429,7 @@ class _Worker:
 
     def env(self) -> dict[str, str]:
         if self._env is None:
-            from .env import environment, resolve_device
+            from ..env import environment, resolve_device
 
             self._env = environment(resolve_device(self.spec.config.device))
         return self._env
@@ -674,7 +674,7 @@ def write_search_report(spec: SearchSpec, store: Store,
     the ok and failed trials; a search section (objectives, counts, epochs saved by pruning,
     Pareto front or best trial, importances) is put before them.
     """
-    from .report import write_report
+    from ..analysis.report import write_report
 
     exp_dir = Path(results_dir) / spec.name
     exp_dir.mkdir(parents=True, exist_ok=True)

@@ -10,11 +10,18 @@ import pandas as pd
 import pytest
 import yaml
 
-from ablate import runner, search
-from ablate.distributed import open_store
+from ablate import runner
 from ablate.runner import COLUMNS
-from ablate.search import (SearchError, load_search, parse_search, run_search, trials_table,
-                           write_search_report)
+from ablate.scale import search
+from ablate.scale.distributed import open_store
+from ablate.scale.search import (
+    SearchError,
+    load_search,
+    parse_search,
+    run_search,
+    trials_table,
+    write_search_report,
+)
 
 TINY = {
     "study": "tiny",

@@ -26,7 +26,7 @@ import torch
 import torchvision
 from torch import nn
 
-from .registry import Registry
+from ..registry import Registry
 
 ENCODERS: Registry = Registry("encoder")
 POOLS: Registry = Registry("pool letter")

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .decoder import UNetDecoder
-from .encoder import ResNetEncoder
+from .encoders import ResNetEncoder
 from .variant import Variant
 
 

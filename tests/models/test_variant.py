@@ -3,7 +3,7 @@ import itertools
 import pytest
 import yaml
 
-from ablate.variant import KNOBS, Variant, list_knobs
+from ablate.models.variant import KNOBS, Variant, list_knobs
 
 
 def test_baseline_id_and_seed_example():

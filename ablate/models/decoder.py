@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .registry import Registry
+from ..registry import Registry
 
 BLOCKS: Registry = Registry("block")
 UPSAMPLES: Registry = Registry("upsample")

@@ -11,9 +11,20 @@ import pytest
 import torch
 from PIL import Image
 
-from ablate import data
-from ablate.data import (DATASETS, IMAGENET_MEAN, IMAGENET_STD, Augment, BatchLoader, DataSpec,
-                         DatasetInfo, Split, load_dataset)
+from ablate.data import (
+    DATASETS,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Augment,
+    BatchLoader,
+    DatasetInfo,
+    DataSpec,
+    Split,
+    load_dataset,
+    readers,
+    shapes,
+)
+from ablate.data.readers import voc_palette
 
 SIZE = 32
 W, H = 48, 40  # source files are not square and not SIZE, so everything is resized
@@ -31,7 +42,7 @@ def _jpeg(path: Path, value: int, w: int = W, h: int = H) -> None:
 def _palette_png(path: Path, mask: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     im = Image.fromarray(mask.astype(np.uint8), mode="P")
-    im.putpalette([v for c in data._voc_palette(256) for v in c])
+    im.putpalette([v for c in voc_palette(256) for v in c])
     im.save(path)
 
 
@@ -368,25 +379,25 @@ def test_shapes_foreground_thin_structures_and_texture():
 
 def test_shapes_distractors_are_drawn_and_labelled_background(monkeypatch):
     drawn: list[tuple[str, np.ndarray]] = []
-    original = data._shape_region
+    original = shapes._shape_region
 
     def recording(kind, *args):
         region = original(kind, *args)
         drawn.append((kind, region))
         return region
 
-    monkeypatch.setattr(data, "_shape_region", recording)
+    monkeypatch.setattr(shapes, "_shape_region", recording)
     kinds_seen = set()
     for i in range(12):
         drawn.clear()
-        image, mask = data._shapes_image(np.random.default_rng(i), SIZE)
+        image, mask = shapes._shapes_image(np.random.default_rng(i), SIZE)
         kinds = [k for k, _ in drawn]
         kinds_seen.update(kinds)
-        assert set(kinds) & set(data._SHAPES_DISTRACTORS) and set(kinds) & set(data._SHAPES_TARGETS)
+        assert set(kinds) & set(shapes._SHAPES_DISTRACTORS) and set(kinds) & set(shapes._SHAPES_TARGETS)
         kind, last = drawn[-1]  # drawn last, so fully visible
-        label = data._SHAPES_TARGETS[kind][1] if kind in data._SHAPES_TARGETS else 0
+        label = shapes._SHAPES_TARGETS[kind][1] if kind in shapes._SHAPES_TARGETS else 0
         assert (mask[last] == label).all()
-    assert kinds_seen == set(data._SHAPES_TARGETS) | set(data._SHAPES_DISTRACTORS)
+    assert kinds_seen == set(shapes._SHAPES_TARGETS) | set(shapes._SHAPES_DISTRACTORS)
 
 
 def test_shapes_multiclass_has_four_classes():
@@ -413,7 +424,7 @@ def test_cache_hit_is_identical_and_does_not_decode(tmp_path, monkeypatch):
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded on a cache hit")
 
-    monkeypatch.setattr(data, "_read_image", no_decoding)
+    monkeypatch.setattr(readers, "read_image", no_decoding)
     with pytest.raises(AssertionError, match="decoded"):
         load_dataset(spec, cache_dir=None)  # the patch reaches the decoder
     info2, second = load_dataset(spec, cache_dir=cache)
@@ -426,7 +437,7 @@ def test_cache_hit_is_identical_and_does_not_decode(tmp_path, monkeypatch):
 def test_shapes_cache_hit_does_not_generate(tmp_path, monkeypatch):
     spec = DataSpec("shapes", image_size=SIZE, options={"n_train": 3, "n_val": 2})
     _, first = load_dataset(spec, cache_dir=tmp_path)
-    monkeypatch.setattr(data, "_shapes_image", lambda *a: pytest.fail("generated on a cache hit"))
+    monkeypatch.setattr(shapes, "_shapes_image", lambda *a: pytest.fail("generated on a cache hit"))
     _, second = load_dataset(spec, cache_dir=tmp_path)
     assert np.array_equal(first["val"].images, second["val"].images)
     assert not list(tmp_path.glob("*.tmp"))  # atomic writes leave no temp files

@@ -13,8 +13,7 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from .plots import (plot_curves, plot_dice_ci, plot_dice_vs_gmacs, plot_dice_vs_params,
-                    plot_samples)
+from .plots import plot_curves, plot_dice_ci, plot_dice_vs_gmacs, plot_dice_vs_params, plot_samples
 from .tables import METRIC_LABELS, METRICS, format_summary, summarize, write_tables
 
 #: Text columns of the runs table whose empty cells mean "nothing", not "missing number".

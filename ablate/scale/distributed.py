@@ -54,12 +54,12 @@ from optuna.storages._heartbeat import BaseHeartbeat  # no public base for a hea
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock, JournalStorage
 from optuna.trial import TrialState
 
-from .files import write_text
+from ..files import write_text
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .experiment import Experiment
+    from ..experiment import Experiment
 
 JOURNAL_PREFIX = "journal:"
 DEFAULT_HEARTBEAT_S = 60
@@ -457,8 +457,8 @@ def run_grid(exp: Experiment, store: Store, results_dir: str | Path = "results",
     """
     from tqdm.auto import tqdm
 
-    from . import runner
-    from .data import DataSpec, load_dataset
+    from .. import runner
+    from ..data import DataSpec, load_dataset
 
     exp_dir = Path(results_dir) / exp.name
     exp_dir.mkdir(parents=True, exist_ok=True)
@@ -508,7 +508,7 @@ def run_grid(exp: Experiment, store: Store, results_dir: str | Path = "results",
 def _run_cell(exp: Experiment, exp_dir: Path, variant, seed: int, key: str,
               data) -> dict[str, Any]:
     """One cell as ``ablate run`` does it: reuse a current row, resume a checkpoint, or train."""
-    from . import runner
+    from .. import runner
 
     out = runner.run_dir(exp_dir, variant, seed)
     if runner.is_finished(out, key, retry_failed=False):

@@ -45,15 +45,15 @@ from PIL import Image
 from scipy import stats
 from tqdm.auto import tqdm
 
-from .config import TrainConfig, load_config
-from .data import IMAGENET_MEAN, IMAGENET_STD, BatchLoader, DatasetInfo, DataSpec, load_dataset
-from .env import git_commit, resolve_device
-from .experiment import load_experiment
-from .losses import build_loss
-from .model import build_model
-from .timing import latency_ms, peak_memory_mb, reset_peak_memory
-from .train import TrainStep, build_train_step, train_epoch
-from .variant import Variant
+from ..config import TrainConfig, load_config
+from ..data import IMAGENET_MEAN, IMAGENET_STD, BatchLoader, DatasetInfo, DataSpec, load_dataset
+from ..env import git_commit, resolve_device
+from ..experiment import load_experiment
+from ..losses import build_loss
+from ..models.model import build_model
+from ..models.variant import Variant
+from ..timing import latency_ms, peak_memory_mb, reset_peak_memory
+from ..train import TrainStep, build_train_step, train_epoch
 
 COLUMNS = ("device", "section", "variant", "metric", "unit", "median", "min", "max", "ci_low",
            "ci_high", "n", "note")

@@ -2,7 +2,7 @@ import pytest
 import torch
 import torchvision
 
-from ablate.encoder import ENCODERS, POOLS, ResNetEncoder
+from ablate.models.encoders import ENCODERS, POOLS, ResNetEncoder
 
 ENCODER_CHANNELS = {"resnet18": (64, 64, 128, 256, 512), "resnet34": (64, 64, 128, 256, 512),
                     "resnet50": (64, 256, 512, 1024, 2048)}

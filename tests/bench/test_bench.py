@@ -12,12 +12,11 @@ import pytest
 import torch
 
 from ablate import bench
-from ablate.bench import (COLUMNS, CUDA_METRICS, SMOKE, BenchSettings, default_variants,
-                          device_slug)
+from ablate.bench import COLUMNS, CUDA_METRICS, SMOKE, BenchSettings, default_variants, device_slug
 from ablate.cli import main
 from ablate.config import load_config
 from ablate.data import BatchLoader, DataSpec, load_dataset
-from ablate.variant import Variant
+from ablate.models.variant import Variant
 
 VARIANT_METRICS = ("params_m", "latency_b1_ms", "latency_batch_ms", "train_images_per_s",
                    "bare_images_per_s", "peak_mem_mb", "harness_over_bare")
@@ -179,7 +178,7 @@ def test_alternate_runs_abba():
 
 
 def test_default_variants_are_the_plain_baseline_then_the_studies(monkeypatch):
-    monkeypatch.chdir(Path(__file__).resolve().parent.parent)  # the defaults are relative paths
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])  # the defaults are relative paths
     variants = default_variants()
     assert variants[0] == Variant() and len(set(variants)) == len(variants) > 1
     assert {v.pool for v in variants} >= {"M", "MAM", "MAA", "AAM"}

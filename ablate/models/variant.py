@@ -26,9 +26,9 @@ from typing import Any, Callable, Mapping
 
 import torchvision
 
+from ..registry import Registry
 from .decoder import BLOCKS, FUSIONS, MAX_STAGES, SKIP_NAMES, UPSAMPLES
-from .encoder import ENCODERS, POOLS, is_weights_file
-from .registry import Registry
+from .encoders import ENCODERS, POOLS, is_weights_file
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data import IMAGENET_MEAN, IMAGENET_STD, DatasetInfo, Split
-from .evaluate import predict_samples
+from ..data import IMAGENET_MEAN, IMAGENET_STD, DatasetInfo, Split
+from ..evaluate import predict_samples
 
 
 def colorize(mask: np.ndarray, info: DatasetInfo) -> np.ndarray:

@@ -1,0 +1,41 @@
+"""Validation at the boundary: the checks every config, option and knob parser shares.
+
+Each error names the bad value and what is allowed, in one wording across the package:
+``name=value is not allowed; allowed: ...`` and ``unknown <what> 'x'; allowed: a, b``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+
+def to_int(value: Any) -> int:
+    """An integer from an int, an integral float or a numeric string; bools are refused.
+
+    Raises ``ValueError`` (or ``TypeError``) for anything else; callers add the allowed values.
+    """
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise ValueError(value)
+    return int(value.strip()) if isinstance(value, str) else int(value)
+
+
+def is_int(value: Any) -> bool:
+    """A real ``int`` (not a bool)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def not_allowed(name: str, value: Any, allowed: str, why: str = "") -> ValueError:
+    """The package's one wording for a bad value."""
+    why = f" ({why})" if why else ""
+    return ValueError(f"{name}={value!r} is not allowed{why}; allowed: {allowed}")
+
+
+def refuse_unknown(keys: Iterable[Any], allowed: Iterable[str], what: str,
+                   error: type[Exception] = ValueError, prefix: str = "",
+                   suffix: str = "") -> None:
+    """Raise ``error`` naming every key not in ``allowed`` (unknown keys are never ignored)."""
+    allowed = list(allowed)
+    unknown = sorted(set(keys) - set(allowed), key=str)
+    if unknown:
+        raise error(f"{prefix}unknown {what} {', '.join(map(repr, unknown))}{suffix}; "
+                    f"allowed: {', '.join(allowed) or 'none'}")
