@@ -31,7 +31,7 @@ __all__ = [
 ]
 __version__ = "0.1.0"
 
-_LAZY = {"format_summary": "analysis.tables", "summarize": "analysis.tables",
+_LAZY = {"format_summary": "analysis.tables", "summarize": "analysis.stats",
          "load_runs": "analysis.report", "write_report": "analysis.report"}
 
 

@@ -110,6 +110,7 @@ def _profile(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from .config import load_config
     from .data import DataSpec
+    from .metrics import METRICS
     from .runner import run_dir, run_one
 
     variant = variant_from_args(args)
@@ -125,9 +126,8 @@ def _train(args: argparse.Namespace) -> int:
         print(json.dumps(row, default=str))
     else:
         for key in ("variant", "seed", "status", "error", "dataset", "image_size", "epochs",
-                    "dice", "iou", "boundary_iou", "dice_per_image", "pixel_acc", "params_m",
-                    "gmacs_thop", "gmacs_fvcore", "gflops_torch", "train_time_s",
-                    "train_images_per_s", "latency_ms", "device"):
+                    *METRICS.names(), "params_m", "gmacs_thop", "gmacs_fvcore", "gflops_torch",
+                    "train_time_s", "train_images_per_s", "latency_ms", "device"):
             value = row.get(key)
             print(f"{key:<20} {value:.4f}" if isinstance(value, float) else f"{key:<20} {value}")
         print(f"{'output':<20} {out}")
@@ -137,7 +137,8 @@ def _train(args: argparse.Namespace) -> int:
 @_command("run")
 def _run(args: argparse.Namespace) -> int:
     from .analysis.report import write_report
-    from .analysis.tables import format_summary, summarize
+    from .analysis.stats import summarize
+    from .analysis.tables import format_summary
     from .experiment import load_experiment
     from .runner import run_experiment
 

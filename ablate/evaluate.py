@@ -34,13 +34,13 @@ def evaluate(model: nn.Module, loader: Iterable, num_classes: int,
 
     ``images`` are float ``(N, C, H, W)``, ``masks`` int64 ``(N, H, W)``; ``num_classes`` is the
     metric class count (2 for a binary task). With ``device`` the batches are moved there.
-    Returns :meth:`MetricAccumulator.compute`'s dict plus ``loss``: the batch values of
-    ``loss_fn(logits, masks)`` averaged with each batch weighted by its number of non-ignored
-    pixels (for a per-pixel loss such as ``ce`` this is exactly the mean over all non-ignored
-    pixels), or ``None`` without ``loss_fn``.
+    Returns :meth:`MetricAccumulator.compute`'s dict (every registered metric); its
+    ``val_loss``, also given as ``loss``, is the batch values of ``loss_fn(logits, masks)``
+    averaged with each batch weighted by its number of non-ignored pixels (for a per-pixel loss
+    such as ``ce`` this is exactly the mean over all non-ignored pixels); without ``loss_fn``
+    ``val_loss`` is NaN and ``loss`` is ``None``.
     """
     acc = MetricAccumulator(num_classes, ignore_index, boundary_dilation)
-    loss_sum, pixels = 0.0, 0
     with _inference(model):
         for images, masks in loader:
             if device is not None:
@@ -50,13 +50,12 @@ def evaluate(model: nn.Module, loader: Iterable, num_classes: int,
             _check_channels(logits, num_classes)
             if loss_fn is not None:
                 n = masks.numel() if ignore_index is None else (masks != ignore_index).sum()
-                loss_sum = loss_sum + loss_fn(logits, masks).double() * n
-                pixels = pixels + n
+                acc.add_loss(loss_fn(logits, masks), n)
             acc.update(predict(logits), masks)
     if acc.n_images == 0:
         raise ValueError("evaluate: the loader yielded no batches")
     result = acc.compute()
-    result["loss"] = None if loss_fn is None else float(loss_sum / max(int(pixels), 1))
+    result["loss"] = None if loss_fn is None else result["val_loss"]
     return result
 
 

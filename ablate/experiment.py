@@ -28,13 +28,14 @@ from typing import Any, Mapping
 
 import yaml
 
+from .checks import refuse_unknown
 from .config import TrainConfig, load_config
 from .data import DataSpec
+from .metrics import METRICS
 from .models.variant import Variant
 
 KEYS = ("name", "description", "dataset", "preset", "train", "seeds", "baseline", "variants",
         "grid", "profile_size", "metric")
-METRICS = ("dice", "iou", "boundary_iou", "dice_per_image", "pixel_acc")
 
 
 @dataclass(frozen=True)
@@ -91,10 +92,7 @@ def parse_experiment(raw: Mapping[str, Any], default_name: str = "experiment",
         except (ValueError, TypeError) as exc:
             raise ExperimentError(f"{source}: {key}: {exc}") from None
 
-    unknown = sorted(set(raw) - set(KEYS))
-    if unknown:
-        raise ExperimentError(f"{source}: unknown key {', '.join(map(repr, unknown))}; "
-                              f"allowed: {', '.join(KEYS)}")
+    refuse_unknown(raw, KEYS, "key", ExperimentError, prefix=f"{source}: ")
     name = str(raw.get("name") or default_name)
     if not name.replace("_", "").replace("-", "").replace(".", "").isalnum():
         raise ExperimentError(f"{source}: name: {name!r} is not allowed; allowed: letters, "
@@ -122,7 +120,7 @@ def parse_experiment(raw: Mapping[str, Any], default_name: str = "experiment",
     metric = raw.get("metric", "dice")
     if metric not in METRICS:
         raise ExperimentError(f"{source}: metric: {metric!r} is not allowed; "
-                              f"allowed: {', '.join(METRICS)}")
+                              f"allowed: {', '.join(METRICS.names())}")
     return Experiment(name=name, data=data, preset=preset, config=config, seeds=seeds,
                       baseline=baseline, variants=tuple(dict.fromkeys(variants)),
                       profile_size=profile_size, metric=metric,

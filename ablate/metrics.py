@@ -8,7 +8,7 @@ Counting (:func:`confusion_matrix`, :meth:`MetricAccumulator.update`) adds integ
 set is always computed from the counts accumulated over all of it, never as a mean of per-batch
 scores (``dice_per_image`` is the one per-image mean, and says so).
 
-Definitions (stored with every result as :data:`DEFINITIONS`):
+Definitions (each registered in :data:`METRICS` and stored with every result):
 
 - ``dice``: per class ``2TP / (2TP + FP + FN)``, from counts summed over the whole set scored.
   Averaged over the foreground classes 1..C-1 that are present in the ground truth or in the
@@ -37,28 +37,67 @@ Definitions (stored with every result as :data:`DEFINITIONS`):
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
+from .registry import Registry
+
 BOUNDARY_RATIO = 0.02
 
-DEFINITIONS: dict[str, str] = {
-    "dice": "per class 2TP/(2TP+FP+FN) from counts summed over all images; mean over foreground "
-            "classes 1..C-1 present in ground truth or prediction (binary: class 1)",
-    "iou": "per class TP/(TP+FP+FN) from counts summed over all images; averaged like dice",
-    "pixel_acc": "correct pixels / scored pixels, background included",
-    "boundary_iou": "Boundary IoU (Cheng et al. 2021): boundary = mask minus its erosion by d px "
-                    "(square element, outside the image = background), d = max(1, round(0.02 * "
-                    "image diagonal)) unless set; |Bg&Bp|/|Bg|Bp| summed over images, averaged "
-                    "like dice",
-    "dice_per_image": "mean over images of each image's own dice (same class rule and empty "
-                      "convention)",
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One score: how it is reduced from a :class:`MetricAccumulator`'s counts, which way is
+    better (``"max"`` or ``"min"``), its label in tables and plots, and its definition text."""
+
+    name: str
+    reduce: Callable[["MetricAccumulator"], float]
+    better: str
+    label: str
+    definition: str
+
+    @property
+    def direction(self) -> str:
+        """``"higher"`` or ``"lower"`` (is better), for sentences."""
+        return "higher" if self.better == "max" else "lower"
+
+
+#: Every score a run reports, in column order. Each entry is one function registered with
+#: :func:`register_metric`; history fields, row columns, summaries, plots, the experiment's
+#: ``metric`` key and the search objectives all read their names from here.
+METRICS: Registry = Registry("metric", ordered=True)
+
+#: Conventions shared by every metric, stored with each result next to the definitions.
+CONVENTIONS: dict[str, str] = {
     "ignore": "pixels whose target equals ignore_index are excluded from every count, boundary "
               "regions included",
     "empty": "a class absent from both ground truth and prediction is skipped; with no foreground "
              "in either, dice/iou/boundary_iou are 1.0 (perfect agreement)",
 }
+
+
+def register_metric(name: str, *, better: str, label: str, definition: str
+                    ) -> Callable[[Callable], Callable]:
+    """Decorator: ``@register_metric("dice", better="max", label=..., definition=...)`` on a
+    function ``reduce(acc) -> float`` adds the metric to :data:`METRICS`."""
+    if better not in ("max", "min"):
+        raise ValueError(f"better={better!r} is not allowed; allowed: max, min")
+
+    def deco(reduce: Callable[["MetricAccumulator"], float]) -> Callable:
+        METRICS.register(name, help=label)(Metric(name, reduce, better, label, definition))
+        return reduce
+
+    return deco
+
+
+def definitions() -> dict[str, str]:
+    """Each metric's definition, then the shared conventions (stored with every result)."""
+    return {**{m: METRICS.get(m).definition for m in METRICS.names()}, **CONVENTIONS}
+
 
 
 def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
@@ -134,9 +173,11 @@ class MetricAccumulator:
         """Forget everything seen."""
         c = self.num_classes
         self.confusion = torch.zeros(c, c, dtype=torch.int64)
-        self._boundary_inter = torch.zeros(c, dtype=torch.int64)
-        self._boundary_union = torch.zeros(c, dtype=torch.int64)
-        self._dice_image_sum = 0.0
+        self.boundary_inter = torch.zeros(c, dtype=torch.int64)
+        self.boundary_union = torch.zeros(c, dtype=torch.int64)
+        self.dice_image_sum = 0.0
+        self.loss_sum = 0.0
+        self.loss_pixels = 0
         self.n_images = 0
 
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
@@ -150,26 +191,23 @@ class MetricAccumulator:
         cm = per_image.sum(0)
         inter, union = self._boundary_counts(pred, target, cm)
         self.confusion += cm
-        self._boundary_inter += inter
-        self._boundary_union += union
-        self._dice_image_sum += foreground_mean(dice_per_class(per_image), per_image).sum().item()
+        self.boundary_inter += inter
+        self.boundary_union += union
+        self.dice_image_sum += foreground_mean(dice_per_class(per_image), per_image).sum().item()
         self.n_images += pred.shape[0]
 
+    def add_loss(self, value: float, pixels: int) -> None:
+        """Add a batch's mean loss over its ``pixels`` scored pixels (for ``val_loss``)."""
+        self.loss_sum += float(value) * int(pixels)
+        self.loss_pixels += int(pixels)
+
     def compute(self) -> dict:
-        """``dice``, ``iou``, ``pixel_acc``, ``boundary_iou``, ``dice_per_image`` (floats) and
-        ``n_images`` over everything seen since the last reset."""
+        """Every metric of :data:`METRICS` (floats) and ``n_images`` over everything seen since
+        the last reset."""
         if self.n_images == 0:
             raise ValueError("MetricAccumulator.compute() before any update(): nothing to score")
-        cm = self.confusion
-        return {
-            "dice": foreground_mean(dice_per_class(cm), cm).item(),
-            "iou": foreground_mean(iou_per_class(cm), cm).item(),
-            "pixel_acc": pixel_accuracy(cm).item(),
-            "boundary_iou": foreground_mean(_ratio(self._boundary_inter, self._boundary_union),
-                                            cm).item(),
-            "dice_per_image": self._dice_image_sum / self.n_images,
-            "n_images": self.n_images,
-        }
+        return {**{m: METRICS.get(m).reduce(self) for m in METRICS.names()},
+                "n_images": self.n_images}
 
     def _boundary_counts(self, pred: torch.Tensor, target: torch.Tensor,
                          cm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -271,3 +309,47 @@ def _check_maps(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
                 allowed += f" or ignore_index={ignore_index}"
             raise ValueError(f"{name} has values {found} outside {allowed}")
     return pred, target
+
+
+# ---------------------------------------------------------------------------------------------
+# The metrics: one reducer each, from the accumulated counts.
+
+
+@register_metric("dice", better="max", label="Dice", definition=(
+    "per class 2TP/(2TP+FP+FN) from counts summed over all images; mean over foreground classes "
+    "1..C-1 present in ground truth or prediction (binary: class 1)"))
+def _dice(acc: MetricAccumulator) -> float:
+    return foreground_mean(dice_per_class(acc.confusion), acc.confusion).item()
+
+
+@register_metric("iou", better="max", label="IoU", definition=(
+    "per class TP/(TP+FP+FN) from counts summed over all images; averaged like dice"))
+def _iou(acc: MetricAccumulator) -> float:
+    return foreground_mean(iou_per_class(acc.confusion), acc.confusion).item()
+
+
+@register_metric("pixel_acc", better="max", label="Pixel acc.",
+                 definition="correct pixels / scored pixels, background included")
+def _pixel_acc(acc: MetricAccumulator) -> float:
+    return pixel_accuracy(acc.confusion).item()
+
+
+@register_metric("boundary_iou", better="max", label="Boundary IoU", definition=(
+    "Boundary IoU (Cheng et al. 2021): boundary = mask minus its erosion by d px (square "
+    "element, outside the image = background), d = max(1, round(0.02 * image diagonal)) unless "
+    "set; |Bg&Bp|/|Bg|Bp| summed over images, averaged like dice"))
+def _boundary_iou(acc: MetricAccumulator) -> float:
+    return foreground_mean(_ratio(acc.boundary_inter, acc.boundary_union), acc.confusion).item()
+
+
+@register_metric("dice_per_image", better="max", label="Dice (per image)", definition=(
+    "mean over images of each image's own dice (same class rule and empty convention)"))
+def _dice_per_image(acc: MetricAccumulator) -> float:
+    return acc.dice_image_sum / acc.n_images
+
+
+@register_metric("val_loss", better="min", label="Val loss", definition=(
+    "the training loss on the evaluated images, batch means weighted by their non-ignored "
+    "pixels; NaN when evaluated without a loss"))
+def _val_loss(acc: MetricAccumulator) -> float:
+    return acc.loss_sum / acc.loss_pixels if acc.loss_pixels else math.nan

@@ -23,10 +23,13 @@ class Registry(Generic[T]):
     """A named table of builders.
 
     ``kind`` is what the entries are (``"encoder"``, ``"dataset"``...), used in error messages.
+    Names are listed naturally sorted, or in registration order with ``ordered=True`` (for
+    entries that become columns, whose order is part of a table's layout).
     """
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, ordered: bool = False) -> None:
         self.kind = kind
+        self.ordered = ordered
         self._entries: dict[str, T] = {}
         self._help: dict[str, str] = {}
         self._meta: dict[str, dict] = {}
@@ -49,6 +52,12 @@ class Registry(Generic[T]):
 
         return deco
 
+    def unregister(self, name: str) -> T:
+        """Remove an entry and return it (e.g. a throw-away entry a test registered)."""
+        entry = self.get(name)
+        del self._entries[name], self._help[name], self._meta[name]
+        return entry
+
     def get(self, name: str) -> T:
         try:
             return self._entries[name]
@@ -66,9 +75,9 @@ class Registry(Generic[T]):
         return self._meta[name]
 
     def names(self, pattern: str | None = None) -> list[str]:
-        """Registered names, naturally sorted, optionally filtered by an fnmatch pattern."""
-        names = self._entries if pattern is None else fnmatch.filter(self._entries, pattern)
-        return sorted(names, key=_natural_key)
+        """Registered names (naturally sorted unless ``ordered``), optionally fnmatch-filtered."""
+        names = list(self._entries) if pattern is None else fnmatch.filter(self._entries, pattern)
+        return names if self.ordered else sorted(names, key=_natural_key)
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries

@@ -28,27 +28,30 @@ from .config import TrainConfig
 from .data import DatasetInfo, DataSpec, Split, load_dataset
 from .experiment import Experiment
 from .files import atomic_path, write_text
-from .metrics import DEFINITIONS
+from .metrics import METRICS, definitions
 from .models.profile import profile_model
-from .models.variant import Variant
+from .models.variant import KNOBS, Variant
 from .timing import latency_ms
 from .train import train
 
 COUNTER_UNITS = ("gmacs_* = 1e9 multiply-accumulates per image at profile_input (thop, fvcore: "
                  "one MAC = one 'flop'; exact: conv + linear from layer shapes); gflops_torch = "
                  "1e9 FLOPs (2 per MAC, torch FlopCounterMode, conv + matmul only)")
-METRIC_COLUMNS = ("dice", "iou", "pixel_acc", "boundary_iou", "dice_per_image", "val_loss")
 PROFILE_COLUMNS = ("params", "params_m", "macs_exact", "gmacs_exact", "gmacs_thop",
                    "gmacs_fvcore", "gflops_torch", "profile_input", "unpriced_thop",
                    "unpriced_fvcore", "counter_mismatch")
 ENV_COLUMNS = ("device", "python", "torch", "torchvision", "thop", "fvcore", "numpy", "pandas",
                "optuna", "git_commit")
-COLUMNS = ("experiment", "variant", "seed", "status", "error",
-           "encoder", "pool", "widths", "skips", "fusion", "block", "upsample", "pretrained",
-           "dataset", "image_size", "epochs", "epochs_run", "preset", "loss",
-           *METRIC_COLUMNS, *PROFILE_COLUMNS,
-           "train_time_s", "train_images_per_s", "latency_ms", "peak_mem_mb", "wall_s",
-           *ENV_COLUMNS, "metric_definition", "counter_units", "run_key")
+
+
+def columns() -> tuple[str, ...]:
+    """The columns of a result row, in order: the knobs and the metrics come from their
+    registries (``KNOBS``, ``METRICS``), so a new knob or metric is a new column."""
+    return ("experiment", "variant", "seed", "status", "error", *KNOBS.names(),
+            "dataset", "image_size", "epochs", "epochs_run", "preset", "loss",
+            *METRICS.names(), *PROFILE_COLUMNS,
+            "train_time_s", "train_images_per_s", "latency_ms", "peak_mem_mb", "wall_s",
+            *ENV_COLUMNS, "metric_definition", "counter_units", "run_key")
 
 
 def run_dir(exp_dir: Path, variant: Variant | str, seed: int) -> Path:
@@ -68,13 +71,13 @@ def run_one(variant: Variant, data: DataSpec | tuple[DatasetInfo, dict[str, Spli
             config: TrainConfig, seed: int, out_dir: Path | None = None,
             profile_size: int = 224, experiment: str = "", preset: str = "",
             progress: bool | None = None, on_epoch: Callable | None = None) -> dict[str, Any]:
-    """Train, evaluate, time and profile one variant; return its result row (see ``COLUMNS``)."""
+    """Train, evaluate, time and profile one variant; return its result row (see ``columns``)."""
     result = train(variant, data, config, seed=seed, out_dir=out_dir, progress=progress,
                    on_epoch=on_epoch)
     row = base_row(variant, seed, experiment, preset, config)
     row.update(status=result.status, error=result.error, epochs_run=result.epochs_run,
                dataset=result.info.name if result.info else "", **result.env)
-    row.update({k: result.metrics.get(k, math.nan) for k in METRIC_COLUMNS})
+    row.update({m: result.metrics.get(m, math.nan) for m in METRICS.names()})
     row.update(train_time_s=result.train_time_s, train_images_per_s=result.train_images_per_s,
                peak_mem_mb=result.peak_mem_mb)
     if result.model is not None:
@@ -87,16 +90,12 @@ def run_one(variant: Variant, data: DataSpec | tuple[DatasetInfo, dict[str, Spli
 def base_row(variant: Variant, seed: int, experiment: str, preset: str,
              config: TrainConfig) -> dict[str, Any]:
     """A failed row with the variant's knobs and the settings filled in; the rest NaN."""
-    knobs = variant.to_dict()
-    row: dict[str, Any] = {c: math.nan for c in COLUMNS}
+    row: dict[str, Any] = {c: math.nan for c in columns()}
+    row.update(experiment=experiment, variant=variant.id, seed=seed, status="failed", error="")
+    row.update(variant.columns())
     row.update(
-        experiment=experiment, variant=variant.id, seed=seed, status="failed", error="",
-        encoder=knobs["encoder"], pool=knobs["pool"],
-        widths=",".join(map(str, knobs["widths"])), skips=",".join(knobs["skips"]) or "none",
-        fusion=knobs["fusion"], block=knobs["block"], upsample=knobs["upsample"],
-        pretrained=knobs["pretrained"] or "", image_size=config.image_size,
-        epochs=config.epochs, preset=preset, loss=config.loss,
-        metric_definition=" ".join(f"{k}: {v}" for k, v in DEFINITIONS.items()),
+        image_size=config.image_size, epochs=config.epochs, preset=preset, loss=config.loss,
+        metric_definition=" ".join(f"{k}: {v}" for k, v in definitions().items()),
         counter_units=COUNTER_UNITS,
     )
     return row
@@ -199,8 +198,9 @@ def collect_runs(exp_dir: Path, exp: Experiment) -> pd.DataFrame:
         if row_file.is_file():
             rows.append(json.loads(row_file.read_text()))
     frame = pd.DataFrame(rows)
-    extra = [c for c in frame.columns if c not in COLUMNS]
-    return frame.reindex(columns=[*COLUMNS, *extra])
+    known = columns()
+    extra = [c for c in frame.columns if c not in known]
+    return frame.reindex(columns=[*known, *extra])
 
 
 def write_runs(exp_dir: Path, runs: pd.DataFrame, stem: str = "runs") -> None:

@@ -33,13 +33,17 @@ from .env import environment, resolve_device
 from .evaluate import evaluate
 from .files import atomic_path
 from .losses import LossFn, build_loss
+from .metrics import METRICS
 from .models.model import build_model
 from .models.variant import Variant
 from .timing import peak_memory_mb, reset_peak_memory
 
-HISTORY_FIELDS = ("epoch", "train_loss", "val_loss", "dice", "iou", "boundary_iou",
-                  "dice_per_image", "pixel_acc", "lr", "time_s")
 EpochHook = Callable[[int, dict[str, float]], None]
+
+
+def history_fields() -> tuple[str, ...]:
+    """Columns of ``history.csv``: one row per epoch, every registered metric on val."""
+    return ("epoch", "train_loss", *METRICS.names(), "lr", "time_s")
 
 
 @dataclass
@@ -197,8 +201,8 @@ def train(variant: Variant, data: DataSpec | tuple[DatasetInfo, dict[str, Split]
             with step.autocast():
                 scores = evaluate(step.step_model, val_loader, info.num_classes,
                                   info.ignore_index, loss_fn=step.loss_fn)
-            row = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": scores["loss"],
-                   **{k: scores[k] for k in HISTORY_FIELDS if k in scores},
+            row = {"epoch": epoch + 1, "train_loss": train_loss,
+                   **{m: scores[m] for m in METRICS.names()},
                    "lr": lr, "time_s": result.train_time_s}
             result.history.append(row)
             epochs.set_postfix(loss=f"{train_loss:.4f}", dice=f"{scores['dice']:.4f}")
@@ -228,8 +232,7 @@ def train(variant: Variant, data: DataSpec | tuple[DatasetInfo, dict[str, Split]
     result.epochs_run = len(result.history)
     if result.history:
         last = result.history[-1]
-        result.metrics = {k: last[k] for k in ("dice", "iou", "boundary_iou", "dice_per_image",
-                                               "pixel_acc", "val_loss")}
+        result.metrics = {m: last[m] for m in METRICS.names()}
     done_epochs = config.epochs
     n_images = len(train_loader) * config.batch_size * done_epochs
     result.train_images_per_s = n_images / result.train_time_s if result.train_time_s else 0.0
@@ -277,6 +280,6 @@ def _atomic_save(obj: Any, path: Path) -> None:
 
 def _write_history(path: Path, history: list[dict[str, float]]) -> None:
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=HISTORY_FIELDS, extrasaction="ignore")
+        writer = csv.DictWriter(f, fieldnames=history_fields(), extrasaction="ignore")
         writer.writeheader()
         writer.writerows(history)

@@ -1,5 +1,6 @@
 """Metrics checked against hand counts and against independent numpy / scipy computations."""
 
+import math
 from fractions import Fraction
 
 import numpy as np
@@ -7,7 +8,7 @@ import pytest
 import torch
 from scipy import ndimage
 
-from ablate.metrics import DEFINITIONS, MetricAccumulator, confusion_matrix, scores
+from ablate.metrics import MetricAccumulator, confusion_matrix, definitions, scores
 
 
 def t(rows) -> torch.Tensor:
@@ -298,5 +299,6 @@ def test_bad_inputs_raise_clear_errors():
 def test_definitions_cover_every_score():
     r = scores(torch.zeros(1, 3, 3, dtype=torch.int64), torch.zeros(1, 3, 3, dtype=torch.int64), 2)
     floats = {k for k, v in r.items() if isinstance(v, float)}
-    assert floats == {"dice", "iou", "pixel_acc", "boundary_iou", "dice_per_image"}
-    assert floats <= set(DEFINITIONS) and {"ignore", "empty"} <= set(DEFINITIONS)
+    assert floats == {"dice", "iou", "pixel_acc", "boundary_iou", "dice_per_image", "val_loss"}
+    assert math.isnan(r["val_loss"])  # scored without a loss
+    assert floats <= set(definitions()) and {"ignore", "empty"} <= set(definitions())

@@ -16,7 +16,7 @@ from ablate.evaluate import evaluate
 from ablate.experiment import parse_experiment
 from ablate.models.model import build_model
 from ablate.models.variant import Variant
-from ablate.runner import COLUMNS, run_dir, run_experiment
+from ablate.runner import columns, run_dir, run_experiment
 
 REPO = Path(__file__).resolve().parent.parent
 EXP = """\
@@ -53,7 +53,7 @@ def test_end_to_end_files_and_row_schema(workdir):
                  "plots/curves.png", "plots/samples.png"):
         assert (exp_dir / name).is_file(), name
     runs = pd.read_csv(exp_dir / "runs.csv")
-    assert list(runs.columns[:len(COLUMNS)]) == list(COLUMNS)
+    assert list(runs.columns[:len(columns())]) == list(columns())
     assert sorted(zip(runs.variant, runs.seed)) == sorted(
         (v, s) for v in ("r18-M-w16.8.8.8-k0123-cat-ds-bil", "r18-MAA-w16.8.8.8-k0123-cat-ds-bil")
         for s in (0, 1))
@@ -176,3 +176,38 @@ def test_identical_cell_of_another_experiment_is_reused_not_retrained(workdir):
         assert b.loc[(base, seed), "experiment"] == "other"
     assert b.loc[("r18-AAM-w16.8.8.8-k0123-cat-ds-bil", 0), "reused_from"] != "tiny"
     assert (run_dir(workdir / "res/other", base, 0) / "history.csv").is_file()
+
+
+@pytest.fixture
+def foreground_share():
+    """A throw-away metric registered for one test: the share of predicted foreground pixels."""
+    from ablate.metrics import METRICS, register_metric
+
+    @register_metric("fg_share", better="min", label="Foreground share",
+                     definition="predicted foreground pixels / scored pixels")
+    def _fg_share(acc):
+        cm = acc.confusion.double()
+        return float(cm[:, 1:].sum() / cm.sum())
+
+    yield "fg_share"
+    METRICS.unregister("fg_share")
+
+
+@pytest.mark.slow
+def test_a_registered_metric_reaches_history_row_summary_and_report(workdir, foreground_share):
+    """One registration is all a new metric needs: no other list of metric names to edit."""
+    path = _write(workdir)
+    path.write_text(path.read_text() + f"metric: {foreground_share}\n")
+    assert main(["run", str(path), "--results", "res"]) == 0
+    exp_dir = workdir / "res" / "tiny"
+    runs = pd.read_csv(exp_dir / "runs.csv")
+    assert runs[foreground_share].between(0, 1).all()
+    history = pd.read_csv(run_dir(exp_dir, runs.variant[0], int(runs.seed[0])) / "history.csv")
+    assert history[foreground_share].between(0, 1).all()
+    assert history[foreground_share].iloc[-1] == runs[foreground_share][0]
+    summary = pd.read_csv(exp_dir / "summary.csv")
+    assert f"{foreground_share}_mean" in summary.columns
+    report = (exp_dir / "report.md").read_text()
+    assert "Foreground share" in report and "predicted foreground pixels" in report
+    assert "fg_share" in (exp_dir / "summary.md").read_text() or "Foreground share" in (
+        exp_dir / "summary.md").read_text()

@@ -41,7 +41,7 @@ def test_outputs_history_checkpoints_and_samples(data, tmp_path):
     res = train(TINY, data, _cfg(), seed=0, out_dir=tmp_path, progress=False)
     assert res.status == "ok" and res.epochs_run == 2
     lines = (tmp_path / "history.csv").read_text().splitlines()
-    assert lines[0].startswith("epoch,train_loss,val_loss,dice") and len(lines) == 3
+    assert lines[0].startswith("epoch,train_loss,dice") and len(lines) == 3
     assert (tmp_path / "samples.png").stat().st_size > 1000
     last = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
     assert last["epoch"] == 2 and Variant.from_dict(last["variant"]) == TINY

@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .tables import METRIC_LABELS, METRICS, _input_size, _metric_of
+from ..metrics import METRICS
+from .tables import input_size, metric_of
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
@@ -67,9 +68,9 @@ def _save(fig: Figure, out_dir: Path | str, stem: str) -> list[Path]:
 
 
 def _metric_axis(summary: pd.DataFrame) -> tuple[str, str]:
-    metric = _metric_of(summary)
+    metric = metric_of(summary)
     level = f"{100 * (1 - summary.attrs.get('alpha', 0.05)):g}%"
-    return metric, f"{METRIC_LABELS[metric]} (mean over seeds, {level} CI)"
+    return metric, f"{METRICS.get(metric).label} (mean over seeds, {level} CI)"
 
 
 def _error(summary: pd.DataFrame, mean: pd.Series) -> np.ndarray:
@@ -88,7 +89,7 @@ def _plot_against(summary: pd.DataFrame, column: str, name: str, axis_label: str
         raise ValueError(f"no variant has both a {metric} mean and a {column} value to plot")
     rows = rows.reset_index(drop=True)
     x, y = rows[column].to_numpy(float), rows[f"{metric}_mean"].to_numpy(float)
-    sign = 1.0 if METRICS[metric] == "max" else -1.0
+    sign = 1.0 if METRICS.get(metric).better == "max" else -1.0
     front = pareto_front(list(zip(x, sign * y)))
 
     fig = Figure(figsize=(8, 5.5), layout="constrained")
@@ -103,26 +104,26 @@ def _plot_against(summary: pd.DataFrame, column: str, name: str, axis_label: str
         ax.annotate(label, (xi, yi), xytext=(5, 5), textcoords="offset points", fontsize=7)
     ax.set_xlabel(axis_label)
     ax.set_ylabel(metric_label)
-    ax.set_title(f"{METRIC_LABELS[metric]} vs {name}")
+    ax.set_title(f"{METRICS.get(metric).label} vs {name}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, out_dir, stem)
 
 
-def plot_dice_vs_gmacs(summary: pd.DataFrame, out_dir: Path | str) -> list[Path]:
+def plot_metric_vs_gmacs(summary: pd.DataFrame, out_dir: Path | str) -> list[Path]:
     """Mean metric with CI bars against GMACs (thop), Pareto front and baseline marked."""
-    label = f"GMACs (thop; 1e9 multiply-accumulates at {_input_size(summary)})"
+    label = f"GMACs (thop; 1e9 multiply-accumulates at {input_size(summary)})"
     return _plot_against(summary, "gmacs_thop", "GMACs", label, out_dir,
-                         f"{_metric_of(summary)}_vs_gmacs")
+                         f"{metric_of(summary)}_vs_gmacs")
 
 
-def plot_dice_vs_params(summary: pd.DataFrame, out_dir: Path | str) -> list[Path]:
+def plot_metric_vs_params(summary: pd.DataFrame, out_dir: Path | str) -> list[Path]:
     """Mean metric with CI bars against parameters (millions), Pareto front and baseline marked."""
     return _plot_against(summary, "params_m", "parameters", "Parameters (M)", out_dir,
-                         f"{_metric_of(summary)}_vs_params")
+                         f"{metric_of(summary)}_vs_params")
 
 
-def plot_dice_ci(summary: pd.DataFrame, out_dir: Path | str) -> list[Path]:
+def plot_metric_ci(summary: pd.DataFrame, out_dir: Path | str) -> list[Path]:
     """Mean metric per variant with its CI as horizontal bars, against the baseline's mean and CI.
 
     Best rows (best mean and those not significantly worse) are drawn in green.
@@ -144,7 +145,7 @@ def plot_dice_ci(summary: pd.DataFrame, out_dir: Path | str) -> list[Path]:
     ax.set_yticks(y, [f"{v} (n={n})" for v, n in zip(rows["variant"], rows["n_seeds"])],
                   fontsize=8)
     ax.set_xlabel(metric_label)
-    ax.set_title(f"{METRIC_LABELS[metric]} per variant (green: best or not significantly worse)")
+    ax.set_title(f"{METRICS.get(metric).label} per variant (green: best or not significantly worse)")
     ax.grid(axis="x", alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, out_dir, f"{metric}_ci")
@@ -176,7 +177,7 @@ def plot_curves(exp_dir: Path | str, runs: pd.DataFrame, out_dir: Path | str,
     ``history.csv`` are skipped; returns ``[]`` when no variant has one.
     """
     if metric not in METRICS:
-        raise ValueError(f"metric={metric!r} is not allowed; allowed: {', '.join(METRICS)}")
+        raise ValueError(f"metric={metric!r} is not allowed; allowed: {', '.join(METRICS.names())}")
     variants = list(pd.unique(runs["variant"]))
     fig = Figure(figsize=(12, 4.5), layout="constrained")
     ax_val, ax_loss = fig.subplots(1, 2)
@@ -195,7 +196,7 @@ def plot_curves(exp_dir: Path | str, runs: pd.DataFrame, out_dir: Path | str,
         drawn += 1
     if not drawn:
         return []
-    ax_val.set_ylabel(f"validation {METRIC_LABELS[metric]} (mean over seeds)")
+    ax_val.set_ylabel(f"validation {METRICS.get(metric).label} (mean over seeds)")
     ax_loss.set_ylabel("train loss (mean over seeds)")
     for ax in (ax_val, ax_loss):
         ax.set_xlabel("epoch")

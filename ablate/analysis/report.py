@@ -13,13 +13,22 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from .plots import plot_curves, plot_dice_ci, plot_dice_vs_gmacs, plot_dice_vs_params, plot_samples
-from .tables import METRIC_LABELS, METRICS, format_summary, summarize, write_tables
+from ..metrics import METRICS
+from ..models.variant import KNOBS
+from .plots import (
+    plot_curves,
+    plot_metric_ci,
+    plot_metric_vs_gmacs,
+    plot_metric_vs_params,
+    plot_samples,
+)
+from .stats import summarize
+from .tables import format_summary, write_tables
 
 #: Text columns of the runs table whose empty cells mean "nothing", not "missing number".
-_TEXT_COLUMNS = ("experiment", "variant", "status", "error", "encoder", "pool", "widths", "skips",
-                 "fusion", "block", "upsample", "pretrained", "dataset", "preset", "loss",
-                 "device", "torch", "git_commit", "metric_definition", "counter_units")
+#: Columns read back as text (a knob value such as widths "128,64" or pool "M" is never a number).
+_TEXT_COLUMNS = ("experiment", "variant", "status", "error", *KNOBS.names(), "dataset", "preset",
+                 "loss", "device", "torch", "git_commit", "metric_definition", "counter_units")
 
 _SETUP = (("Dataset", "dataset"), ("Image size", "image_size"), ("Epochs", "epochs"),
           ("Preset", "preset"), ("Loss", "loss"), ("Device", "device"), ("PyTorch", "torch"),
@@ -60,8 +69,8 @@ def _setup(runs: pd.DataFrame, baseline: str, metric: str) -> list[str]:
     seeds = sorted(pd.unique(runs["seed"]))
     ok = int((runs["status"] == "ok").sum())
     lines = [f"- Experiment: {_values(runs, 'experiment')}",
-             f"- Baseline: `{baseline}`; metric: {METRIC_LABELS[metric]} (`{metric}`, "
-             f"{'higher' if METRICS[metric] == 'max' else 'lower'} is better)",
+             f"- Baseline: `{baseline}`; metric: {METRICS.get(metric).label} (`{metric}`, "
+             f"{METRICS.get(metric).direction} is better)",
              f"- Variants: {runs['variant'].nunique()}; seeds: {', '.join(map(str, seeds))}; "
              f"runs: {len(runs)} ({ok} ok, {len(runs) - ok} failed)"]
     lines += [f"- {label}: {_values(runs, column)}" for label, column in _SETUP]
@@ -71,7 +80,7 @@ def _setup(runs: pd.DataFrame, baseline: str, metric: str) -> list[str]:
 def _how_to_read(summary: pd.DataFrame) -> str:
     alpha = summary.attrs["alpha"]
     level = f"{100 * (1 - alpha):g}%"
-    label = METRIC_LABELS[summary.attrs["metric"]]
+    label = METRICS.get(summary.attrs["metric"]).label
     return (
         f"Each row is one architecture variant trained with several seeds. GMACs are 1e9 "
         f"multiply-accumulates counted by thop for one image at the stated input size "
@@ -98,15 +107,15 @@ def _link(path: Path, exp_dir: Path) -> str:
 def _plots(exp_dir: Path, runs: pd.DataFrame, summary: pd.DataFrame, metric: str) -> list[str]:
     """Draw every figure the data allows; Markdown lines embedding them (or saying why not)."""
     out = exp_dir / "plots"
-    label = METRIC_LABELS[metric]
+    label = METRICS.get(metric).label
     has_mean = summary[f"{metric}_mean"].notna()
     figures = [
         (f"{label} vs GMACs", (has_mean & summary["gmacs_thop"].notna()).any(),
-         lambda: plot_dice_vs_gmacs(summary, out), "no GMACs in the runs table"),
+         lambda: plot_metric_vs_gmacs(summary, out), "no GMACs in the runs table"),
         (f"{label} vs parameters", (has_mean & summary["params_m"].notna()).any(),
-         lambda: plot_dice_vs_params(summary, out), "no parameter counts in the runs table"),
+         lambda: plot_metric_vs_params(summary, out), "no parameter counts in the runs table"),
         (f"{label} per variant with {100 * (1 - summary.attrs['alpha']):g}% CI", True,
-         lambda: plot_dice_ci(summary, out), ""),
+         lambda: plot_metric_ci(summary, out), ""),
         ("Training curves", True,
          lambda: plot_curves(exp_dir, runs, out, metric),
          "no history.csv found"),

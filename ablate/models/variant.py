@@ -26,6 +26,7 @@ from typing import Any, Callable, Mapping
 
 import torchvision
 
+from ..checks import not_allowed, refuse_unknown, to_int
 from ..registry import Registry
 from .decoder import BLOCKS, FUSIONS, MAX_STAGES, SKIP_NAMES, UPSAMPLES
 from .encoders import ENCODERS, POOLS, is_weights_file
@@ -33,26 +34,24 @@ from .encoders import ENCODERS, POOLS, is_weights_file
 
 @dataclass(frozen=True)
 class Knob:
-    """One architecture knob: how to read a value, what is allowed, and its id token."""
+    """One architecture knob: how to read a value, what is allowed, its id token and how that
+    token reads back (``untoken``: token -> a value ``parse`` accepts)."""
 
     name: str
     help: str
     allowed: str
     parse: Callable[[Any], Any]
     token: Callable[[Any], str]
+    untoken: Callable[[str], Any]
     values: Registry | None = None
 
 
-KNOBS: Registry = Registry("knob")
+#: Every knob in id-token order (= the ``Variant`` fields, = the result columns' order).
+KNOBS: Registry = Registry("knob", ordered=True)
 
 
 def _register_knob(knob: Knob) -> None:
     KNOBS.register(knob.name, help=knob.help)(knob)
-
-
-def _bad(name: str, value: Any, allowed: str, why: str = "") -> ValueError:
-    why = f" ({why})" if why else ""
-    return ValueError(f"{name}={value!r} is not allowed{why}; allowed: {allowed}")
 
 
 def _categorical(name: str, values: Registry, help: str) -> Knob:
@@ -60,20 +59,27 @@ def _categorical(name: str, values: Registry, help: str) -> Knob:
 
     def parse(value: Any) -> str:
         if value not in values:
-            raise _bad(name, value, allowed)
+            raise not_allowed(name, value, allowed)
         return value
 
-    return Knob(name, help, allowed, parse, lambda v: values.meta(v)["token"], values)
+    def untoken(token: str) -> str:
+        for value in values:
+            if values.meta(value)["token"] == token:
+                return value
+        tokens = ", ".join(values.meta(v)["token"] for v in values)
+        raise ValueError(f"{name} token {token!r} is not one of {tokens}")
+
+    return Knob(name, help, allowed, parse, lambda v: values.meta(v)["token"], untoken, values)
 
 
 def _parse_pool(value: Any) -> str:
     allowed = KNOBS.get("pool").allowed
     if not isinstance(value, str) or not 1 <= len(value) <= 4:
-        raise _bad("pool", value, allowed, "need 1 to 4 letters")
+        raise not_allowed("pool", value, allowed, "need 1 to 4 letters")
     pool = value.upper()
     for letter in pool:
         if letter not in POOLS:
-            raise _bad("pool", value, allowed, f"letter {letter!r} is not one of {', '.join(POOLS)}")
+            raise not_allowed("pool", value, allowed, f"letter {letter!r} is not one of {', '.join(POOLS)}")
     # Positions not given keep ResNet's strided conv, so trailing S letters name nothing new.
     return pool[0] + pool[1:].rstrip("S")
 
@@ -82,20 +88,14 @@ def _parse_widths(value: Any) -> tuple[int, ...]:
     allowed = KNOBS.get("widths").allowed
     items = value.replace(".", ",").split(",") if isinstance(value, str) else value
     try:
-        widths = tuple(_as_int(w) for w in items)
+        widths = tuple(to_int(w) for w in items)
     except (TypeError, ValueError):
-        raise _bad("widths", value, allowed, "not a sequence of integers") from None
+        raise not_allowed("widths", value, allowed, "not a sequence of integers") from None
     if not 1 <= len(widths) <= MAX_STAGES:
-        raise _bad("widths", value, allowed, f"{len(widths)} stages")
+        raise not_allowed("widths", value, allowed, f"{len(widths)} stages")
     if any(w <= 0 for w in widths):
-        raise _bad("widths", value, allowed, "widths must be positive")
+        raise not_allowed("widths", value, allowed, "widths must be positive")
     return widths
-
-
-def _as_int(x: Any) -> int:
-    if isinstance(x, bool) or (isinstance(x, float) and not x.is_integer()):
-        raise ValueError(x)
-    return int(x.strip()) if isinstance(x, str) else int(x)
 
 
 def _parse_skips(value: Any) -> tuple[str, ...]:
@@ -111,7 +111,7 @@ def _parse_skips(value: Any) -> tuple[str, ...]:
     for item in items:
         name = f"e{item}" if isinstance(item, int) or (isinstance(item, str) and item.isdigit()) else item
         if name not in SKIP_NAMES:
-            raise _bad("skips", value, allowed, f"unknown skip {item!r}")
+            raise not_allowed("skips", value, allowed, f"unknown skip {item!r}")
         skips.add(name)
     return tuple(sorted(skips))
 
@@ -120,7 +120,7 @@ def _parse_pretrained(value: Any) -> str | None:
     if value is None or value == "" or value is False:
         return None
     if not isinstance(value, str):
-        raise _bad("pretrained", value, KNOBS.get("pretrained").allowed)
+        raise not_allowed("pretrained", value, KNOBS.get("pretrained").allowed)
     return value
 
 
@@ -132,20 +132,38 @@ def _pretrained_token(value: str | None) -> str:
     return "pt" + value
 
 
+def _prefixed(prefix: str, knob: str) -> Callable[[str], str]:
+    """Read back a token made of ``prefix`` + the value's text."""
+
+    def untoken(token: str) -> str:
+        if not token.startswith(prefix):
+            raise ValueError(f"{knob} token {token!r} does not start with {prefix!r}")
+        return token[len(prefix):]
+
+    return untoken
+
+
+def _untoken_pretrained(token: str) -> str:
+    if token.startswith("ptf") or not token.startswith("pt"):
+        raise ValueError(f"pretrained token {token!r} cannot be read back (a hashed file path, "
+                         "or not pt<weights name>)")
+    return token[2:]
+
+
 _register_knob(_categorical("encoder", ENCODERS, "ResNet encoder from torchvision"))
 _register_knob(Knob(
     "pool", "downsampling order: stem pool, layer2, layer3, layer4 entries",
     "1 to 4 letters over M (max-pool), A (average-pool), S (strided conv); "
     "positions not given keep ResNet's own (M at the stem, S after)",
-    _parse_pool, lambda v: v, POOLS))
+    _parse_pool, lambda v: v, lambda token: token, POOLS))
 _register_knob(Knob(
     "widths", "decoder widths, deepest stage first (stage 5 reaches full resolution)",
     f"1 to {MAX_STAGES} positive integers, e.g. 128,64,32,32",
-    _parse_widths, lambda v: "w" + ".".join(map(str, v))))
+    _parse_widths, lambda v: "w" + ".".join(map(str, v)), _prefixed("w", "widths")))
 _register_knob(Knob(
     "skips", "encoder skips fed to the decoder (e3 at 1/16, e2 1/8, e1 1/4, e0 1/2)",
     "any subset of e0, e1, e2, e3 (e.g. e2,e3 or 23), or none",
-    _parse_skips, lambda v: "k" + ("".join(s[1] for s in v) or "x")))
+    _parse_skips, lambda v: "k" + ("".join(s[1] for s in v) or "x"), _prefixed("k", "skips")))
 _register_knob(_categorical("fusion", FUSIONS, "how a skip joins the decoder"))
 _register_knob(_categorical("block", BLOCKS, "decoder refine block"))
 _register_knob(_categorical("upsample", UPSAMPLES, "decoder x2 upsampling"))
@@ -153,7 +171,7 @@ _register_knob(Knob(
     "pretrained", "encoder weights, read from local files only",
     "none, a local state_dict file, or a torchvision weights name already in the torch cache "
     "(e.g. IMAGENET1K_V1)",
-    _parse_pretrained, _pretrained_token))
+    _parse_pretrained, _pretrained_token, _untoken_pretrained))
 
 
 @dataclass(frozen=True)
@@ -185,7 +203,7 @@ class Variant:
         if self.pretrained and not is_weights_file(self.pretrained):
             names = [w.name for w in torchvision.models.get_model_weights(self.encoder)]
             if self.pretrained not in names:
-                raise _bad("pretrained", self.pretrained,
+                raise not_allowed("pretrained", self.pretrained,
                            f"a local file path, or one of {', '.join(names)} for {self.encoder}")
 
     @property
@@ -213,48 +231,42 @@ class Variant:
 
     @classmethod
     def from_id(cls, variant_id: str) -> "Variant":
-        """Parse an id made by :attr:`id` (not one whose weights are a hashed file path)."""
+        """Parse an id made by :attr:`id` (not one whose weights are a hashed file path).
+
+        Tokens come in knob order; a knob whose default has no token (``pretrained``) may be
+        left out at the end.
+        """
+        names = KNOBS.names()
+        required = [n for n in names if KNOBS.get(n).token(getattr(cls(), n))]
         tokens = variant_id.split("-")
-        if len(tokens) not in (7, 8):
-            raise ValueError(f"variant id {variant_id!r} does not have 7 or 8 '-'-separated tokens "
-                             "(e.g. r18-MAA-w128.64.32.32-k23-cat-ds-bil)")
-        enc, pool, widths, skips, fusion, block, up, *pt = tokens
+        if not len(required) <= len(tokens) <= len(names):
+            count = (f"{len(required)}" if len(required) == len(names)
+                     else f"{len(required)} or {len(names)}")
+            raise ValueError(f"variant id {variant_id!r} does not have {count} '-'-separated "
+                             f"tokens (e.g. {cls().replace(pool='MAA').id})")
+        values = {}
+        for name, token in zip(names, tokens):
+            try:
+                values[name] = KNOBS.get(name).untoken(token)
+            except ValueError as exc:
+                raise ValueError(f"variant id {variant_id!r}: {exc}") from None
+        return cls(**values)
 
-        def lookup(knob: str, token: str) -> str:
-            values = KNOBS.get(knob).values
-            for name in values:
-                if values.meta(name)["token"] == token:
-                    return name
-            tokens = ", ".join(values.meta(n)["token"] for n in values)
-            raise ValueError(f"variant id {variant_id!r}: {knob} token {token!r} is not one of {tokens}")
-
-        if not widths.startswith("w") or not skips.startswith("k"):
-            raise ValueError(f"variant id {variant_id!r}: expected w<widths> and k<skips> tokens")
-        if pt and (pt[0].startswith("ptf") or not pt[0].startswith("pt")):
-            raise ValueError(f"variant id {variant_id!r}: pretrained token {pt[0]!r} cannot be "
-                             "read back (a hashed file path, or not pt<weights name>)")
-        return cls(
-            encoder=lookup("encoder", enc), pool=pool, widths=widths[1:],
-            skips="none" if skips == "kx" else skips[1:], fusion=lookup("fusion", fusion),
-            block=lookup("block", block), upsample=lookup("upsample", up),
-            pretrained=pt[0][2:] if pt else None,
-        )
+    def columns(self) -> dict[str, str]:
+        """The knob values as result-table text, one column per knob in ``KNOBS`` order
+        (sequences comma-joined, no skips ``none``, no weights empty)."""
+        return {name: _text(getattr(self, name), empty="none") for name in KNOBS.names()}
 
 
 def _check_keys(mapping: Mapping[str, Any]) -> None:
-    unknown = sorted(set(mapping) - set(KNOBS.names()))
-    if unknown:
-        raise ValueError(f"unknown knob {', '.join(map(repr, unknown))}; "
-                         f"allowed: {', '.join(KNOBS.names())}")
+    refuse_unknown(mapping, KNOBS.names(), "knob")
 
 
 def list_knobs(pattern: str | None = None) -> list[dict[str, str]]:
     """Every knob (optionally fnmatch-filtered): name, default, allowed values, meaning."""
     defaults = {f.name: f.default for f in fields(Variant)}
-    order = [f.name for f in fields(Variant)]
-    names = [n for n in order if n in KNOBS.names(pattern)]
     rows = []
-    for name in names:
+    for name in KNOBS.names(pattern):
         knob = KNOBS.get(name)
         allowed = knob.allowed
         if knob.values is not None and knob.values is not POOLS:
@@ -264,7 +276,12 @@ def list_knobs(pattern: str | None = None) -> list[dict[str, str]]:
     return rows
 
 
-def _show(value: Any) -> str:
+def _text(value: Any, empty: str = "") -> str:
+    """A knob value as text: sequences comma-joined (``empty`` when empty), None as ``""``."""
     if isinstance(value, tuple):
-        return ",".join(map(str, value))
-    return "none" if value is None else str(value)
+        return ",".join(map(str, value)) or empty
+    return "" if value is None else str(value)
+
+
+def _show(value: Any) -> str:
+    return _text(value) or "none"

@@ -35,9 +35,9 @@ How a trial ends (``status`` in ``trials.csv``; only ``ok`` counts towards ``tri
     failed   training failed (non-finite loss, out of memory, ...): FAIL
     lost     its worker stopped sending heartbeats (killed): FAIL, and retried as a new trial
 
-Every trial stores its result row (the columns of an ablation run, ``ablate.runner.COLUMNS``) as
+Every trial stores its result row (the columns of an ablation run, ``ablate.runner.columns()``) as
 user attributes and in ``results/<study>/runs/<variant>/seed<k>/``, so the report is built by
-the same code as an ablation's, from the ok and failed trials (``tables.summarize`` accepts no
+the same code as an ablation's, from the ok and failed trials (``stats.summarize`` accepts no
 other status); ``trials.csv`` lists every trial.
 """
 
@@ -60,11 +60,11 @@ from optuna.trial import TrialState
 from tabulate import tabulate
 
 from .. import runner
-from ..analysis.tables import METRIC_LABELS
 from ..config import TrainConfig
 from ..data import DataSpec, load_dataset
-from ..experiment import METRICS, ExperimentError, parse_experiment, read_mapping
+from ..experiment import ExperimentError, parse_experiment, read_mapping
 from ..files import write_text
+from ..metrics import METRICS
 from ..models.variant import KNOBS, Variant
 from ..registry import Registry
 from .distributed import Claims, Store, beating, fail_stale_trials, redact, worker_id
@@ -89,10 +89,11 @@ class Objective:
 
 
 OBJECTIVES: Registry = Registry("objective")
-for _metric, _label in METRIC_LABELS.items():
-    if _metric in METRICS:
-        OBJECTIVES.register(_metric, help=f"validation {_label} of the last epoch (maximize)")(
-            Objective(_metric, "maximize", _label))
+for _metric in METRICS.names():
+    _goal = "maximize" if METRICS.get(_metric).better == "max" else "minimize"
+    OBJECTIVES.register(_metric, help=f"validation {METRICS.get(_metric).label} of the last "
+                                      f"epoch ({_goal})")(
+        Objective(_metric, _goal, METRICS.get(_metric).label))
 OBJECTIVES.register("gmacs", help="1e9 multiply-accumulates (thop) at profile_size (minimize)")(
     Objective("gmacs_thop", "minimize", "GMACs"))
 OBJECTIVES.register("params", help="parameters, millions (minimize)")(
@@ -241,7 +242,7 @@ def parse_search(raw: Mapping[str, Any], default_name: str = "search",
             raise fail("objectives", f"{o!r} is not allowed; allowed: {', '.join(OBJECTIVES)}")
     if items[0] not in METRICS or set(items[1:]) & set(METRICS) or len(set(items)) < len(items):
         raise fail("objectives", f"{','.join(items)!r} is not allowed; allowed: one metric "
-                                 f"({', '.join(METRICS)}) first, then distinct costs "
+                                 f"({', '.join(METRICS.names())}) first, then distinct costs "
                                  "(gmacs, params, latency)")
 
     trials = _count(raw.get("trials", 20), "trials", fail)
@@ -567,7 +568,7 @@ def _train(trial: optuna.Trial, worker: _Worker,
         pruned = exc
         row = runner.base_row(variant, spec.seed, spec.name, spec.preset, spec.config)
         row.update(worker.env())
-        row.update({k: last[k] for k in runner.METRIC_COLUMNS if k in last})
+        row.update({k: last[k] for k in METRICS.names() if k in last})
         row.update(status="pruned", error=str(exc), epochs_run=last["epoch"],
                    dataset=worker.data[0].name, val_loss=last.get("loss", math.nan))
         row.update(worker.profile(variant))  # the trained model is not returned when pruned
@@ -618,7 +619,7 @@ def trials_table(study: optuna.Study, spec: SearchSpec) -> pd.DataFrame:
     rows = []
     for t in trials:
         row = {"trial": t.number, "trial_state": t.state.name,
-               **{c: t.user_attrs.get(c) for c in runner.COLUMNS}}
+               **{c: t.user_attrs.get(c) for c in runner.columns()}}
         history = t.system_attrs.get("retry_history") or []
         row["retry_of"] = history[-1] if history else None
         row.update({f"param_{n}": t.params.get(n) for n in names})
@@ -635,7 +636,7 @@ def trials_table(study: optuna.Study, spec: SearchSpec) -> pd.DataFrame:
                 except ValueError:
                     pass
         rows.append(row)
-    columns = ["trial", "trial_state", *runner.COLUMNS, "retry_of",
+    columns = ["trial", "trial_state", *runner.columns(), "retry_of",
                *(f"param_{n}" for n in names)]
     return pd.DataFrame(rows, columns=columns)
 
@@ -709,7 +710,7 @@ def write_search_report(spec: SearchSpec, store: Store,
     lines += _front(study, spec)
     lines += _importances(study, spec, exp_dir)
 
-    runs = table[table["status"].isin(["ok", "failed"])][list(runner.COLUMNS)]
+    runs = table[table["status"].isin(["ok", "failed"])][list(runner.columns())]
     runs = runs.reset_index(drop=True)
     ok = runs[runs["status"] == "ok"]
     title = f"Search report: {spec.name}" + (f": {spec.description}" if spec.description else "")

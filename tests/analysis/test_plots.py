@@ -12,12 +12,12 @@ import pytest
 from ablate.analysis.plots import (
     pareto_front,
     plot_curves,
-    plot_dice_ci,
-    plot_dice_vs_gmacs,
-    plot_dice_vs_params,
+    plot_metric_ci,
+    plot_metric_vs_gmacs,
+    plot_metric_vs_params,
     plot_samples,
 )
-from ablate.analysis.tables import summarize
+from ablate.analysis.stats import summarize
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 IDS = ["r18-M-w128.64.32.32-k0123-cat-ds-bil", "r18-MAA-w128.64.32.32-k0123-cat-ds-bil",
@@ -66,20 +66,20 @@ def test_pareto_front_on_hand_made_points():
 
 def test_dice_vs_gmacs_and_params(tmp_path, summary):
     # Short labels drop the tokens every id shares: "M-k0123", "MAA-k0123", "MAA-k23".
-    text = assert_figure(plot_dice_vs_gmacs(summary, tmp_path), "dice_vs_gmacs",
+    text = assert_figure(plot_metric_vs_gmacs(summary, tmp_path), "dice_vs_gmacs",
                          ["baseline", "Pareto front", "M-k0123", "MAA-k23", "GMACs"])
     assert IDS[0] not in text
-    assert_figure(plot_dice_vs_params(summary, tmp_path), "dice_vs_params",
+    assert_figure(plot_metric_vs_params(summary, tmp_path), "dice_vs_params",
                   ["Parameters (M)", "MAA-k0123"])
 
 
 def test_dice_vs_gmacs_needs_counts(tmp_path, summary):
     with pytest.raises(ValueError, match="gmacs_thop"):
-        plot_dice_vs_gmacs(summary.assign(gmacs_thop=np.nan), tmp_path)
+        plot_metric_vs_gmacs(summary.assign(gmacs_thop=np.nan), tmp_path)
 
 
 def test_dice_ci(tmp_path, summary):
-    assert_figure(plot_dice_ci(summary, tmp_path), "dice_ci",
+    assert_figure(plot_metric_ci(summary, tmp_path), "dice_ci",
                   [f"{IDS[1]} (n=3)", f"{IDS[2]} (n=2)", "baseline mean"])
 
 

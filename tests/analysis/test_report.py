@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from ablate.analysis.report import load_runs, write_report
-from ablate.analysis.tables import format_summary, summarize
+from ablate.analysis.stats import summarize
+from ablate.analysis.tables import format_summary
 
 DEFINITION = "Dice = 2TP/(2TP+FP+FN) over all validation pixels (micro)"
 UNITS = "GMACs = 1e9 multiply-accumulates (thop), input 1x3x224x224"

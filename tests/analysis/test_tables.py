@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ablate.analysis.tables import FORMATS, format_summary, pairwise_tests, summarize, write_tables
+from ablate.analysis.stats import pairwise_tests, summarize
+from ablate.analysis.tables import FORMATS, format_summary, write_tables
 
 T_975_DF2 = 4.302653  # t quantile for a two-sided 95% interval with 2 degrees of freedom
 DEFINITION = "Dice = 2TP/(2TP+FP+FN) over all validation pixels (micro)"
