@@ -174,6 +174,8 @@ def _trace(net: nn.Module, x: torch.Tensor) -> tuple[int, Counter]:
         if isinstance(module, _CONV_LINEAR):
             exact += _layer_macs(module, args[0], out)
 
+    # ``modules()`` yields a module registered under several names once, so each gets one pair of
+    # hooks and its MACs are added once per call, not once per name
     handles = [h for m in net.modules()
                for h in (m.register_forward_pre_hook(push), m.register_forward_hook(pop))]
     recorder = _OpRecorder(stack)
@@ -192,9 +194,16 @@ def _thop(net: nn.Module, x: torch.Tensor, ops_by_owner: Counter):
 
     total, _, tree = thop.profile(net, inputs=(x,), verbose=False, ret_layer_info=True)
     per_type: Counter = Counter()
+    # thop's layer tree lists a module once under every name it is registered by (a ResNet kept as
+    # ``self.resnet`` whose children are also ``self.layer1``...); a leaf's ops already cover all
+    # of its calls, so each module is counted once, by identity, as thop's own total does.
+    seen: set[int] = set()
 
     def walk(module: nn.Module, subtree: dict) -> None:
         for name, child in module.named_children():
+            if id(child) in seen:
+                continue
+            seen.add(id(child))
             ops, _, below = subtree[name]
             if not list(child.children()):
                 per_type[type(child).__name__] += ops
