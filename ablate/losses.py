@@ -38,7 +38,6 @@ from .registry import Registry
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 LOSSES: Registry = Registry("loss")
-DEFAULT_LOSS = "dice"
 SMOOTH = 1.0
 
 
