@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 import yaml
 
+from .checks import is_int, not_allowed, refuse_unknown
 from .registry import Registry
 
 PRESETS: Registry = Registry("preset")
@@ -45,9 +46,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "image_size"):
-            _check(name, getattr(self, name), lambda v: _is_int(v) and v >= 1, "a positive integer")
-        _check("threads", self.threads, lambda v: _is_int(v) and v >= 0, "an integer >= 0")
-        _check("samples", self.samples, lambda v: _is_int(v) and v >= 0, "an integer >= 0")
+            _check(name, getattr(self, name), lambda v: is_int(v) and v >= 1, "a positive integer")
+        _check("threads", self.threads, lambda v: is_int(v) and v >= 0, "an integer >= 0")
+        _check("samples", self.samples, lambda v: is_int(v) and v >= 0, "an integer >= 0")
         for name in ("lr", "weight_decay", "eta_min"):
             value = getattr(self, name)
             _check(name, value, lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
@@ -74,21 +75,13 @@ class TrainConfig:
         return cls(**mapping)
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 def _check(name: str, value: Any, ok, allowed: str) -> None:
     if not ok(value):
-        raise ValueError(f"{name}={value!r} is not allowed; allowed: {allowed}")
+        raise not_allowed(name, value, allowed)
 
 
 def _check_keys(mapping: Mapping[str, Any], what: str) -> None:
-    known = [f.name for f in fields(TrainConfig)]
-    unknown = sorted(set(mapping) - set(known))
-    if unknown:
-        raise ValueError(f"unknown {what} key {', '.join(map(repr, unknown))}; "
-                         f"allowed: {', '.join(known)}")
+    refuse_unknown(mapping, [f.name for f in fields(TrainConfig)], f"{what} key")
 
 
 def _register_preset_file(path: Path) -> None:

@@ -38,6 +38,8 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
+from ..checks import not_allowed
+
 MISMATCH_TOLERANCE = 1e-3
 _CONV_LINEAR = (nn.modules.conv._ConvNd, nn.Linear)
 _FVCORE_CONV_LINEAR = {"conv", "linear", "addmm", "matmul", "mm", "bmm", "einsum"}
@@ -93,8 +95,8 @@ def profile_model(model: nn.Module, input_size: tuple[int, ...] = (3, 224, 224))
     """
     input_size = tuple(int(s) for s in input_size)
     if not input_size or any(s <= 0 for s in input_size):
-        raise ValueError(f"input_size={input_size!r} is not allowed; allowed: positive sizes "
-                         "without the batch dimension, e.g. (3, 224, 224)")
+        raise not_allowed("input_size", input_size,
+                          "positive sizes without the batch dimension, e.g. (3, 224, 224)")
     params = {id(p): p for p in model.parameters()}
     n_params = sum(p.numel() for p in params.values())
     n_trainable = sum(p.numel() for p in params.values() if p.requires_grad)
