@@ -7,9 +7,10 @@ one is adding a file. Unknown keys are refused, never ignored.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -62,7 +63,7 @@ class TrainConfig:
 
         _check("loss", self.loss, lambda v: v in LOSSES, ", ".join(LOSSES.names()))
 
-    def replace(self, **overrides: Any) -> "TrainConfig":
+    def replace(self, **overrides: Any) -> TrainConfig:
         _check_keys(overrides, "training")
         return dataclasses.replace(self, **overrides)
 
@@ -70,7 +71,7 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, mapping: Mapping[str, Any]) -> "TrainConfig":
+    def from_dict(cls, mapping: Mapping[str, Any]) -> TrainConfig:
         _check_keys(mapping, "training")
         return cls(**mapping)
 
@@ -91,7 +92,8 @@ def _register_preset_file(path: Path) -> None:
             raise ValueError(f"preset file {path} must hold a mapping of training keys")
         return data
 
-    first = next((l.lstrip("# ").strip() for l in path.read_text().splitlines() if l.startswith("#")), "")
+    first = next((line.lstrip("# ").strip() for line in path.read_text().splitlines()
+                  if line.startswith("#")), "")
     PRESETS.register(path.stem, help=first)(load)
 
 

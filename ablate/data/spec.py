@@ -13,8 +13,9 @@ dataset has ignore pixels) marks pixels that carry no label. ``num_classes`` cou
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -80,7 +81,8 @@ class Split:
         im, mk = self.images, self.masks
         if not isinstance(im, np.ndarray) or im.dtype != np.uint8 or im.ndim != 4:
             raise ValueError(f"Split.images must be a uint8 array (N, H, W, C), got "
-                             f"{getattr(im, 'dtype', type(im).__name__)} {getattr(im, 'shape', '')}")
+                             f"{getattr(im, 'dtype', type(im).__name__)} "
+                             f"{getattr(im, 'shape', '')}")
         if not isinstance(mk, np.ndarray) or mk.dtype != np.uint8 or mk.shape != im.shape[:3]:
             raise ValueError(f"Split.masks must be a uint8 array {im.shape[:3]} (N, H, W) to match "
                              f"the images, got {getattr(mk, 'dtype', type(mk).__name__)} "
@@ -179,7 +181,7 @@ class DataSpec:
                 "options": dict(self.options)}
 
     @classmethod
-    def from_dict(cls, mapping: Mapping[str, Any]) -> "DataSpec":
+    def from_dict(cls, mapping: Mapping[str, Any]) -> DataSpec:
         """Build from a mapping; unknown keys are refused, missing ones default."""
         refuse_unknown(mapping, [f.name for f in fields(cls)], "data key")
         return cls(**mapping)

@@ -1,4 +1,4 @@
-"""Complexity profile of any ``nn.Module``: exact parameters and MACs, cross-checked by three counters.
+"""Complexity profile of any ``nn.Module``: exact params and MACs, cross-checked by three counters.
 
 Units and conventions (every field name carries its unit):
     MAC     one multiply-accumulate. ``gmacs_*`` are 1e9 MACs for ONE input of ``input_size``.
@@ -103,8 +103,9 @@ def profile_model(model: nn.Module, input_size: tuple[int, ...] = (3, 224, 224))
 
     net = copy.deepcopy(model).eval()
     ref = next(net.parameters(), None)
+    floating = ref is not None and ref.is_floating_point()
     x = torch.zeros((1, *input_size), device=ref.device if ref is not None else "cpu",
-                    dtype=ref.dtype if ref is not None and ref.is_floating_point() else torch.float32)
+                    dtype=ref.dtype if floating else torch.float32)
 
     with torch.no_grad():
         exact, ops_by_owner = _trace(net, x)

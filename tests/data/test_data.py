@@ -254,7 +254,8 @@ def test_colour_mask_is_refused(tmp_path):
 
 def test_pets_trimap_mapping_and_lists(tmp_path):
     info, splits = load_dataset(fixture_spec("pets", tmp_path), cache_dir=None)
-    assert (info.num_classes, info.ignore_index, info.binary, info.model_outputs) == (2, 255, True, 1)
+    assert (info.num_classes, info.ignore_index, info.binary,
+            info.model_outputs) == (2, 255, True, 1)
     assert (len(splits["train"]), len(splits["val"])) == (2, 1)  # comment lines skipped
     for split in splits.values():
         m = split.masks
@@ -393,7 +394,8 @@ def test_shapes_distractors_are_drawn_and_labelled_background(monkeypatch):
         image, mask = shapes._shapes_image(np.random.default_rng(i), SIZE)
         kinds = [k for k, _ in drawn]
         kinds_seen.update(kinds)
-        assert set(kinds) & set(shapes._SHAPES_DISTRACTORS) and set(kinds) & set(shapes._SHAPES_TARGETS)
+        assert (set(kinds) & set(shapes._SHAPES_DISTRACTORS)
+                and set(kinds) & set(shapes._SHAPES_TARGETS))
         kind, last = drawn[-1]  # drawn last, so fully visible
         label = shapes._SHAPES_TARGETS[kind][1] if kind in shapes._SHAPES_TARGETS else 0
         assert (mask[last] == label).all()

@@ -81,7 +81,8 @@ def test_mismatch_flagged_when_a_counter_disagrees_with_layer_shapes():
 
 def test_counters_agree_with_exact_on_every_architecture_family():
     for v in (Variant(pool="SAMA", fusion="add", upsample="transpose", block="dsconv",
-                      widths=(32, 16, 16, 8, 8)), Variant(encoder="resnet50", widths=(16, 8), skips="23")):
+                      widths=(32, 16, 16, 8, 8)),
+              Variant(encoder="resnet50", widths=(16, 8), skips="23")):
         prof = profile_model(build_model(v, 2), (3, 64, 64))
         assert prof.mismatches == (), (v.id, prof.conv_linear_macs)
         assert prof.gflops_torch == pytest.approx(2 * prof.gmacs_exact)
@@ -180,7 +181,8 @@ def test_caller_model_untouched():
 
 def test_row_has_units_in_names():
     row = profile_model(_stack(), (3, 10, 10)).row()
-    assert {"params", "params_m", "macs_exact", "gmacs_thop", "gmacs_fvcore", "gflops_torch"} <= set(row)
+    assert {"params", "params_m", "macs_exact", "gmacs_thop", "gmacs_fvcore",
+            "gflops_torch"} <= set(row)
     assert row["profile_input"] == "3x10x10" and row["counter_mismatch"] == ""
 
 
