@@ -7,12 +7,14 @@ one is adding a file. Unknown keys are refused, never ignored.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
+from .checks import is_int, not_allowed, refuse_unknown
 from .registry import Registry
 
 PRESETS: Registry = Registry("preset")
@@ -45,9 +47,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "image_size"):
-            _check(name, getattr(self, name), lambda v: _is_int(v) and v >= 1, "a positive integer")
-        _check("threads", self.threads, lambda v: _is_int(v) and v >= 0, "an integer >= 0")
-        _check("samples", self.samples, lambda v: _is_int(v) and v >= 0, "an integer >= 0")
+            _check(name, getattr(self, name), lambda v: is_int(v) and v >= 1, "a positive integer")
+        _check("threads", self.threads, lambda v: is_int(v) and v >= 0, "an integer >= 0")
+        _check("samples", self.samples, lambda v: is_int(v) and v >= 0, "an integer >= 0")
         for name in ("lr", "weight_decay", "eta_min"):
             value = getattr(self, name)
             _check(name, value, lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
@@ -61,7 +63,7 @@ class TrainConfig:
 
         _check("loss", self.loss, lambda v: v in LOSSES, ", ".join(LOSSES.names()))
 
-    def replace(self, **overrides: Any) -> "TrainConfig":
+    def replace(self, **overrides: Any) -> TrainConfig:
         _check_keys(overrides, "training")
         return dataclasses.replace(self, **overrides)
 
@@ -69,26 +71,18 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, mapping: Mapping[str, Any]) -> "TrainConfig":
+    def from_dict(cls, mapping: Mapping[str, Any]) -> TrainConfig:
         _check_keys(mapping, "training")
         return cls(**mapping)
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 def _check(name: str, value: Any, ok, allowed: str) -> None:
     if not ok(value):
-        raise ValueError(f"{name}={value!r} is not allowed; allowed: {allowed}")
+        raise not_allowed(name, value, allowed)
 
 
 def _check_keys(mapping: Mapping[str, Any], what: str) -> None:
-    known = [f.name for f in fields(TrainConfig)]
-    unknown = sorted(set(mapping) - set(known))
-    if unknown:
-        raise ValueError(f"unknown {what} key {', '.join(map(repr, unknown))}; "
-                         f"allowed: {', '.join(known)}")
+    refuse_unknown(mapping, [f.name for f in fields(TrainConfig)], f"{what} key")
 
 
 def _register_preset_file(path: Path) -> None:
@@ -98,7 +92,8 @@ def _register_preset_file(path: Path) -> None:
             raise ValueError(f"preset file {path} must hold a mapping of training keys")
         return data
 
-    first = next((l.lstrip("# ").strip() for l in path.read_text().splitlines() if l.startswith("#")), "")
+    first = next((line.lstrip("# ").strip() for line in path.read_text().splitlines()
+                  if line.startswith("#")), "")
     PRESETS.register(path.stem, help=first)(load)
 
 

@@ -27,32 +27,30 @@ Terms:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
+from .checks import is_int, not_allowed
 from .registry import Registry
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 LOSSES: Registry = Registry("loss")
-DEFAULT_LOSS = "dice"
 SMOOTH = 1.0
 
 
 def build_loss(name: str, num_classes: int, ignore_index: int | None = None) -> LossFn:
     """The loss registered as ``name`` for a task with ``num_classes`` metric classes."""
     builder = LOSSES.get(name)
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"num_classes={num_classes!r} is not allowed; allowed: an integer >= 2 "
-                         "(2 for a binary task with one logit channel)")
-    if ignore_index is not None and (isinstance(ignore_index, bool)
-                                     or not isinstance(ignore_index, int)
-                                     or 0 <= ignore_index < num_classes):
-        raise ValueError(f"ignore_index={ignore_index!r} is not allowed; allowed: None or an "
-                         f"integer outside 0..{num_classes - 1} (e.g. 255)")
+    if not is_int(num_classes) or num_classes < 2:
+        raise not_allowed("num_classes", num_classes,
+                          "an integer >= 2 (2 for a binary task with one logit channel)")
+    if ignore_index is not None and (not is_int(ignore_index) or 0 <= ignore_index < num_classes):
+        raise not_allowed("ignore_index", ignore_index,
+                          f"None or an integer outside 0..{num_classes - 1} (e.g. 255)")
     return builder(num_classes, ignore_index)
 
 

@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from ablate.losses import DEFAULT_LOSS, LOSSES, build_loss
+from ablate.config import TrainConfig
+from ablate.losses import LOSSES, build_loss
 
 IGNORE = 255
 TASKS = {"binary": 2, "multiclass": 4}
@@ -28,7 +29,7 @@ def batch(c: int, seed: int = 0, ignore: bool = True):
 
 def test_registry_names_and_default():
     assert LOSSES.names() == ["bce+dice", "ce", "ce+dice", "dice"]
-    assert DEFAULT_LOSS == "dice"
+    assert TrainConfig().loss == "dice" and "dice" in LOSSES  # the default lives in the config
     with pytest.raises(ValueError, match=r"unknown loss 'focal'; allowed: bce\+dice, ce, ce\+dice"):
         build_loss("focal", 2)
 

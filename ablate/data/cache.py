@@ -79,7 +79,8 @@ def _load_cache(paths: dict[str, Path]) -> tuple[DatasetInfo, dict[str, Split]] 
                 info = info or DatasetInfo(**json.loads(str(z["info"])))
         return info, splits
     except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as e:
-        warnings.warn(f"unreadable dataset cache {paths['train'].parent} ({e}); decoding again")
+        warnings.warn(f"unreadable dataset cache {paths['train'].parent} ({e}); decoding again",
+                      stacklevel=2)
         return None
 
 

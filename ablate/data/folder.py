@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -73,7 +74,8 @@ def folder(root: Path, image_size: int, options: Mapping[str, Any]) -> Source:
                          f"image {path} has no mask {masks_dir / (stem + '.png')}")
     for stem, path in masks.items():
         if stem not in images:
-            raise layout_error(ValueError, layout, f"mask {path} has no image {images_dir / stem}.*")
+            raise layout_error(ValueError, layout,
+                               f"mask {path} has no image {images_dir / stem}.*")
 
     lists = [root / "train.txt", root / "val.txt"]
     if any(p.is_file() for p in lists):

@@ -8,13 +8,14 @@ tensors, jointly on image and mask.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..checks import is_int, not_allowed
 from .spec import IGNORE, IMAGENET_MEAN, IMAGENET_STD, Split
 
 
@@ -36,18 +37,17 @@ class Augment:
 
     def __post_init__(self) -> None:
         if not isinstance(self.flip, bool):
-            raise ValueError(f"flip={self.flip!r} is not allowed; allowed: True or False")
+            raise not_allowed("flip", self.flip, "True or False")
         try:
             low, high = (float(s) for s in self.scale)
         except (TypeError, ValueError):
             low = high = math.nan
         if not 1.0 <= low <= high <= 4.0:
-            raise ValueError(f"scale={self.scale!r} is not allowed; allowed: (low, high) with "
-                             "1 <= low <= high <= 4")
+            raise not_allowed("scale", self.scale, "(low, high) with 1 <= low <= high <= 4")
         object.__setattr__(self, "scale", (low, high))
         if isinstance(self.rotate, bool) or not isinstance(self.rotate, (int, float)) or not (
                 0 <= self.rotate <= 45):
-            raise ValueError(f"rotate={self.rotate!r} is not allowed; allowed: degrees in 0..45")
+            raise not_allowed("rotate", self.rotate, "degrees in 0..45")
 
 
 class BatchLoader:
@@ -65,19 +65,16 @@ class BatchLoader:
                  drop_last: bool = False, ignore_index: int | None = None) -> None:
         if not isinstance(split, Split):
             raise TypeError(f"BatchLoader needs an ablate Split, got {type(split).__name__}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size={batch_size!r} is not allowed; "
-                             "allowed: a positive integer")
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ValueError(f"seed={seed!r} is not allowed; allowed: a non-negative integer")
+        if not is_int(batch_size) or batch_size < 1:
+            raise not_allowed("batch_size", batch_size, "a positive integer")
+        if not is_int(seed) or seed < 0:
+            raise not_allowed("seed", seed, "a non-negative integer")
         if ignore_index not in (None, IGNORE):
-            raise ValueError(f"ignore_index={ignore_index!r} is not allowed; "
-                             f"allowed: None or {IGNORE}")
+            raise not_allowed("ignore_index", ignore_index, f"None or {IGNORE}")
         if isinstance(augment, bool):
             augment = Augment() if augment else None
         elif not isinstance(augment, Augment):
-            raise ValueError(f"augment={augment!r} is not allowed; "
-                             "allowed: True, False or an Augment")
+            raise not_allowed("augment", augment, "True, False or an Augment")
         if drop_last and batch_size > len(split):
             raise ValueError(f"batch_size={batch_size} with drop_last gives no batch from "
                              f"{len(split)} samples; allowed: batch_size <= {len(split)}")
@@ -93,8 +90,8 @@ class BatchLoader:
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose order and augmentation the next iteration yields."""
-        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-            raise ValueError(f"epoch={epoch!r} is not allowed; allowed: a non-negative integer")
+        if not is_int(epoch) or epoch < 0:
+            raise not_allowed("epoch", epoch, "a non-negative integer")
         self.epoch = epoch
 
     def __len__(self) -> int:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -22,7 +23,7 @@ def layout_error(kind: type[Exception], layout: str, message: str) -> Exception:
 
 
 def voc_palette(n: int) -> tuple[tuple[int, int, int], ...]:
-    """The PASCAL VOC colour map: the bits of the class index spread over R, G, B, high bit first."""
+    """The PASCAL VOC colour map: the class index bits spread over R, G, B, high bit first."""
     palette = []
     for i in range(n):
         r = g = b = 0

@@ -13,12 +13,13 @@ dataset has ignore pixels) marks pixels that carry no label. ``num_classes`` cou
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 
-from ..checks import refuse_unknown, to_int
+from ..checks import not_allowed, refuse_unknown, to_int
 from ..registry import Registry
 
 DATASETS: Registry = Registry("dataset")
@@ -49,14 +50,13 @@ class DatasetInfo:
         object.__setattr__(self, "class_names", tuple(self.class_names))
         object.__setattr__(self, "palette", tuple(tuple(int(v) for v in c) for c in self.palette))
         if not 2 <= self.num_classes <= 255:
-            raise ValueError(f"num_classes={self.num_classes!r} is not allowed; allowed: 2..255 "
-                             "(background included; 255 is reserved for ignore)")
+            raise not_allowed("num_classes", self.num_classes,
+                              "2..255 (background included; 255 is reserved for ignore)")
         if len(self.class_names) != self.num_classes or len(self.palette) != self.num_classes:
             raise ValueError(f"dataset {self.name!r}: {len(self.class_names)} class names and "
                              f"{len(self.palette)} palette colours for {self.num_classes} classes")
         if self.ignore_index not in (None, IGNORE):
-            raise ValueError(f"ignore_index={self.ignore_index!r} is not allowed; "
-                             f"allowed: None or {IGNORE}")
+            raise not_allowed("ignore_index", self.ignore_index, f"None or {IGNORE}")
 
     @property
     def binary(self) -> bool:
@@ -81,7 +81,8 @@ class Split:
         im, mk = self.images, self.masks
         if not isinstance(im, np.ndarray) or im.dtype != np.uint8 or im.ndim != 4:
             raise ValueError(f"Split.images must be a uint8 array (N, H, W, C), got "
-                             f"{getattr(im, 'dtype', type(im).__name__)} {getattr(im, 'shape', '')}")
+                             f"{getattr(im, 'dtype', type(im).__name__)} "
+                             f"{getattr(im, 'shape', '')}")
         if not isinstance(mk, np.ndarray) or mk.dtype != np.uint8 or mk.shape != im.shape[:3]:
             raise ValueError(f"Split.masks must be a uint8 array {im.shape[:3]} (N, H, W) to match "
                              f"the images, got {getattr(mk, 'dtype', type(mk).__name__)} "
@@ -150,8 +151,8 @@ class DataSpec:
         except (TypeError, ValueError):
             size = None
         if size is None or not 8 <= size <= 4096:
-            raise ValueError(f"image_size={self.image_size!r} is not allowed; "
-                             "allowed: an integer number of pixels in 8..4096")
+            raise not_allowed("image_size", self.image_size,
+                              "an integer number of pixels in 8..4096")
         object.__setattr__(self, "image_size", size)
         if meta["needs_root"]:
             if self.root is None or str(self.root) == "":
@@ -162,7 +163,7 @@ class DataSpec:
             raise ValueError(f"root={self.root!r} is not allowed for dataset {self.name!r}, "
                              "which reads no files; allowed: None")
         if not isinstance(self.options, Mapping):
-            raise ValueError(f"options={self.options!r} is not allowed; allowed: a mapping")
+            raise not_allowed("options", self.options, "a mapping")
         spec: dict[str, Option] = meta["options"]
         refuse_unknown(self.options, spec, "option", suffix=f" for dataset {self.name!r}")
         resolved = {}
@@ -171,8 +172,7 @@ class DataSpec:
             try:
                 resolved[key] = opt.parse(value)
             except (TypeError, ValueError):
-                raise ValueError(f"{self.name} option {key}={value!r} is not allowed; "
-                                 f"allowed: {opt.allowed}") from None
+                raise not_allowed(f"{self.name} option {key}", value, opt.allowed) from None
         object.__setattr__(self, "options", FrozenOptions(resolved))
 
     def to_dict(self) -> dict[str, Any]:
@@ -181,7 +181,7 @@ class DataSpec:
                 "options": dict(self.options)}
 
     @classmethod
-    def from_dict(cls, mapping: Mapping[str, Any]) -> "DataSpec":
+    def from_dict(cls, mapping: Mapping[str, Any]) -> DataSpec:
         """Build from a mapping; unknown keys are refused, missing ones default."""
         refuse_unknown(mapping, [f.name for f in fields(cls)], "data key")
         return cls(**mapping)

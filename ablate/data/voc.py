@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .readers import decode_pairs, fingerprint, listed_pairs, lookup_table, read_list, voc_palette
 from .spec import DATASETS, IGNORE, SPLITS, DatasetInfo, Source, Split

@@ -93,7 +93,8 @@ class Add(nn.Module):
 
 
 FUSIONS.register("concat", token="cat", help="concatenate skip and features (U-Net)")(Concat)
-FUSIONS.register("add", token="add", help="add the skip; 1x1 conv + BN projection when channels differ")(Add)
+FUSIONS.register("add", token="add",
+                 help="add the skip; 1x1 conv + BN projection when channels differ")(Add)
 
 
 class DecoderStage(nn.Module):
@@ -114,7 +115,7 @@ class DecoderStage(nn.Module):
 
 
 class UNetDecoder(nn.Module):
-    """Stages from the deepest feature (e4, stride 32) up; output stride ``2**(5 - len(widths))``."""
+    """Stages from the deepest feature (e4, stride 32) up; output stride 2**(5 - len(widths))."""
 
     def __init__(self, encoder_channels: tuple[int, ...], widths: tuple[int, ...],
                  skips: tuple[str, ...], block: str, upsample: str, fusion: str) -> None:

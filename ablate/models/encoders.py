@@ -75,7 +75,7 @@ def strided_conv(channels: int, stem: bool) -> nn.Module | None:
 
 
 def weights_cache_path(encoder: str, weights_name: str) -> Path:
-    """Where torchvision keeps the file of a named weights entry (``$TORCH_HOME/hub/checkpoints``)."""
+    """Where torchvision keeps a named weights entry's file (``$TORCH_HOME/hub/checkpoints``)."""
     weights = torchvision.models.get_model_weights(encoder)[weights_name]
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
 
@@ -163,7 +163,8 @@ class ResNetEncoder(nn.Module):
         self.pool2, self.layer2, self.pool3, self.layer3, self.pool4, self.layer4 = stages
         self.out_channels = (
             net.conv1.out_channels,
-            *(_block_out_channels(l) for l in (net.layer1, net.layer2, net.layer3, net.layer4)),
+            *(_block_out_channels(layer)
+              for layer in (net.layer1, net.layer2, net.layer3, net.layer4)),
         )
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checks import is_int, not_allowed
 from .decoder import UNetDecoder
 from .encoders import ResNetEncoder
 from .variant import Variant
@@ -49,6 +50,6 @@ def build_model(variant: Variant, num_classes: int, in_channels: int = 3) -> Seg
     if not isinstance(variant, Variant):
         raise TypeError(f"build_model needs an ablate.Variant, got {type(variant).__name__}")
     for name, value in (("num_classes", num_classes), ("in_channels", in_channels)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name}={value!r} is not allowed; allowed: a positive integer")
+        if not is_int(value) or value < 1:
+            raise not_allowed(name, value, "a positive integer")
     return SegmentationModel(variant, num_classes, in_channels)

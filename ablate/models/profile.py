@@ -1,4 +1,4 @@
-"""Complexity profile of any ``nn.Module``: exact parameters and MACs, cross-checked by three counters.
+"""Complexity profile of any ``nn.Module``: exact params and MACs, cross-checked by three counters.
 
 Units and conventions (every field name carries its unit):
     MAC     one multiply-accumulate. ``gmacs_*`` are 1e9 MACs for ONE input of ``input_size``.
@@ -37,6 +37,8 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
+
+from ..checks import not_allowed
 
 MISMATCH_TOLERANCE = 1e-3
 _CONV_LINEAR = (nn.modules.conv._ConvNd, nn.Linear)
@@ -93,16 +95,17 @@ def profile_model(model: nn.Module, input_size: tuple[int, ...] = (3, 224, 224))
     """
     input_size = tuple(int(s) for s in input_size)
     if not input_size or any(s <= 0 for s in input_size):
-        raise ValueError(f"input_size={input_size!r} is not allowed; allowed: positive sizes "
-                         "without the batch dimension, e.g. (3, 224, 224)")
+        raise not_allowed("input_size", input_size,
+                          "positive sizes without the batch dimension, e.g. (3, 224, 224)")
     params = {id(p): p for p in model.parameters()}
     n_params = sum(p.numel() for p in params.values())
     n_trainable = sum(p.numel() for p in params.values() if p.requires_grad)
 
     net = copy.deepcopy(model).eval()
     ref = next(net.parameters(), None)
+    floating = ref is not None and ref.is_floating_point()
     x = torch.zeros((1, *input_size), device=ref.device if ref is not None else "cpu",
-                    dtype=ref.dtype if ref is not None and ref.is_floating_point() else torch.float32)
+                    dtype=ref.dtype if floating else torch.float32)
 
     with torch.no_grad():
         exact, ops_by_owner = _trace(net, x)
@@ -174,6 +177,8 @@ def _trace(net: nn.Module, x: torch.Tensor) -> tuple[int, Counter]:
         if isinstance(module, _CONV_LINEAR):
             exact += _layer_macs(module, args[0], out)
 
+    # ``modules()`` yields a module registered under several names once, so each gets one pair of
+    # hooks and its MACs are added once per call, not once per name
     handles = [h for m in net.modules()
                for h in (m.register_forward_pre_hook(push), m.register_forward_hook(pop))]
     recorder = _OpRecorder(stack)
@@ -192,9 +197,16 @@ def _thop(net: nn.Module, x: torch.Tensor, ops_by_owner: Counter):
 
     total, _, tree = thop.profile(net, inputs=(x,), verbose=False, ret_layer_info=True)
     per_type: Counter = Counter()
+    # thop's layer tree lists a module once under every name it is registered by (a ResNet kept as
+    # ``self.resnet`` whose children are also ``self.layer1``...); a leaf's ops already cover all
+    # of its calls, so each module is counted once, by identity, as thop's own total does.
+    seen: set[int] = set()
 
     def walk(module: nn.Module, subtree: dict) -> None:
         for name, child in module.named_children():
+            if id(child) in seen:
+                continue
+            seen.add(id(child))
             ops, _, below = subtree[name]
             if not list(child.children()):
                 per_type[type(child).__name__] += ops

@@ -44,7 +44,8 @@ def test_plain_resnet_is_torchvision():
     enc.load_state_dict(mapped)
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
-        r = ref.layer4(ref.layer3(ref.layer2(ref.layer1(ref.maxpool(ref.relu(ref.bn1(ref.conv1(x))))))))
+        stem = ref.maxpool(ref.relu(ref.bn1(ref.conv1(x))))
+        r = ref.layer4(ref.layer3(ref.layer2(ref.layer1(stem))))
         assert torch.allclose(enc(x)[4], r, atol=1e-5)
 
 

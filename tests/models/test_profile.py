@@ -81,7 +81,8 @@ def test_mismatch_flagged_when_a_counter_disagrees_with_layer_shapes():
 
 def test_counters_agree_with_exact_on_every_architecture_family():
     for v in (Variant(pool="SAMA", fusion="add", upsample="transpose", block="dsconv",
-                      widths=(32, 16, 16, 8, 8)), Variant(encoder="resnet50", widths=(16, 8), skips="23")):
+                      widths=(32, 16, 16, 8, 8)),
+              Variant(encoder="resnet50", widths=(16, 8), skips="23")):
         prof = profile_model(build_model(v, 2), (3, 64, 64))
         assert prof.mismatches == (), (v.id, prof.conv_linear_macs)
         assert prof.gflops_torch == pytest.approx(2 * prof.gmacs_exact)
@@ -95,6 +96,61 @@ def test_resnet18_macs_match_the_published_figure():
     prof = profile_model(torchvision.models.resnet18(weights=None))
     assert prof.gmacs_exact == pytest.approx(1.814, abs=0.001)
     assert prof.params == 11_689_512
+
+
+class _ResNetUNetStyle(nn.Module):
+    """A torchvision ResNet-18 kept as ``self.resnet`` whose children are also registered as
+    ``layer0..layer4`` (the usual public ResNet-UNet pattern), plus a 1x1 head."""
+
+    def __init__(self, alias: bool = True):
+        import torchvision
+
+        super().__init__()
+        self.alias = alias
+        self.resnet = r = torchvision.models.resnet18(weights=None)
+        if alias:
+            self.layer0 = nn.Sequential(r.conv1, r.bn1, r.relu, r.maxpool)
+            self.layer1, self.layer2, self.layer3, self.layer4 = (r.layer1, r.layer2, r.layer3,
+                                                                  r.layer4)
+        self.head = nn.Conv2d(512, 2, 1)
+
+    def forward(self, x):
+        r = self.resnet
+        if self.alias:
+            stages = (self.layer0, self.layer1, self.layer2, self.layer3, self.layer4)
+        else:
+            stages = (nn.Sequential(r.conv1, r.bn1, r.relu, r.maxpool), r.layer1, r.layer2,
+                      r.layer3, r.layer4)
+        for stage in stages:
+            x = stage(x)
+        return self.head(x)
+
+
+def test_modules_registered_under_two_names_are_counted_once():
+    def conv(hw, c_out, c_in, k):  # square output hw x hw
+        return hw * hw * c_out * c_in * k * k
+
+    def stage(hw, c):  # a strided ResNet-18 stage: two basic blocks, 1x1 downsample
+        return (conv(hw, c, c // 2, 3) + conv(hw, c, c, 3) + conv(hw, c, c // 2, 1)
+                + 2 * conv(hw, c, c, 3))
+
+    # 3x64x64 in: stem 7x7/2 -> 32x32, maxpool -> 16x16, stages at 16, 8, 4, 2; fc never runs
+    hand = (conv(32, 64, 3, 7) + 4 * conv(16, 64, 64, 3) + stage(8, 128) + stage(4, 256)
+            + stage(2, 512) + conv(2, 2, 512, 1))
+    assert hand == 148_049_920
+
+    prof = profile_model(_ResNetUNetStyle(alias=True), (3, 64, 64))
+    plain = profile_model(_ResNetUNetStyle(alias=False), (3, 64, 64))
+    assert prof.mismatches == () and prof.row()["counter_mismatch"] == ""
+    assert prof.macs_exact == hand
+    assert prof.conv_linear_macs == {"exact": hand, "thop": hand, "fvcore": hand, "torch": hand}
+    assert prof.conv_linear_macs == plain.conv_linear_macs
+    # BatchNorm is priced once per module too, so thop's extras and total match the unaliased net
+    assert prof.extra_gmacs == plain.extra_gmacs
+    assert prof.gmacs_thop == pytest.approx(plain.gmacs_thop)
+    assert prof.gmacs_thop == pytest.approx(hand / 1e9 + sum(prof.extra_gmacs["thop"].values()))
+    params = 11_689_512 + (512 * 2 + 2)  # torchvision ResNet-18 (fc included) + head, once
+    assert prof.params == prof.params_trainable == plain.params == params
 
 
 def test_caller_model_untouched():
@@ -125,7 +181,8 @@ def test_caller_model_untouched():
 
 def test_row_has_units_in_names():
     row = profile_model(_stack(), (3, 10, 10)).row()
-    assert {"params", "params_m", "macs_exact", "gmacs_thop", "gmacs_fvcore", "gflops_torch"} <= set(row)
+    assert {"params", "params_m", "macs_exact", "gmacs_thop", "gmacs_fvcore",
+            "gflops_torch"} <= set(row)
     assert row["profile_input"] == "3x10x10" and row["counter_mismatch"] == ""
 
 
