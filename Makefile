@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 EXP    ?= experiments/seed002_pooling_quick.yaml experiments/seed002_skips_quick.yaml
 SEARCH ?= experiments/search_quick.yaml
 
-.PHONY: install test ablation report search bench lint clean
+.PHONY: install test test-fast ablation report search bench lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ test: $(STAMP)
 	@if [ -n "$$CI" ]; then bash .ci/postgres.sh || true; fi
 	$(BIN)/python -m pytest -q
 
+# The suite without the end-to-end trainings (marked slow): seconds per file, for a quick loop.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
 ablation: $(STAMP)
 	$(BIN)/ablate run $(EXP)
 
@@ -34,8 +38,9 @@ bench: $(STAMP)
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev,bench]'
 	$(BIN)/ablate bench
 
+# pyflakes, pycodestyle, import order, bugbear and pyupgrade rules (pyproject.toml [tool.ruff]).
 lint: $(STAMP)
-	$(BIN)/python -m compileall -q ablate tests
+	$(BIN)/ruff check ablate tests
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache

@@ -6,7 +6,8 @@ Each error names the bad value and what is allowed, in one wording across the pa
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 
 def to_int(value: Any) -> int:

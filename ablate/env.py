@@ -34,14 +34,15 @@ def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     if device.type == "cpu":
-        return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+        cpu = platform.processor() or platform.machine()
+        return f"cpu ({cpu}, {torch.get_num_threads()} threads)"
     return device.type
 
 
 CODE_PATHS = ("ablate", "pyproject.toml")  # what computes a result, relative to the checkout
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def git_commit(root: Path | None = None) -> str:
     """HEAD of the ablate checkout at ``root`` (default: this package's), ``unknown`` outside one.
 

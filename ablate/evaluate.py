@@ -7,8 +7,8 @@ mode under ``torch.inference_mode``; its previous train/eval mode is restored af
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterable, Iterator
 
 import torch
 from torch import nn

@@ -22,9 +22,10 @@ Every error names the file, the key and what is allowed. YAML is read with ``saf
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 

@@ -37,8 +37,8 @@ Definitions (each registered in :data:`METRICS` and stored with every result):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -55,7 +55,7 @@ class Metric:
     better (``"max"`` or ``"min"``), its label in tables and plots, and its definition text."""
 
     name: str
-    reduce: Callable[["MetricAccumulator"], float]
+    reduce: Callable[[MetricAccumulator], float]
     better: str
     label: str
     definition: str
@@ -87,7 +87,7 @@ def register_metric(name: str, *, better: str, label: str, definition: str
     if better not in ("max", "min"):
         raise ValueError(f"better={better!r} is not allowed; allowed: max, min")
 
-    def deco(reduce: Callable[["MetricAccumulator"], float]) -> Callable:
+    def deco(reduce: Callable[[MetricAccumulator], float]) -> Callable:
         METRICS.register(name, help=label)(Metric(name, reduce, better, label, definition))
         return reduce
 

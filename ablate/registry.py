@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from typing import Callable, Generic, Iterator, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 

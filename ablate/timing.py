@@ -28,7 +28,8 @@ def latency_ms(model: nn.Module, input_size: tuple[int, ...], batch: int = 1,
         with torch.inference_mode():
             for i in range(warmup + repeats):
                 if cuda:
-                    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                    start = torch.cuda.Event(enable_timing=True)
+                    end = torch.cuda.Event(enable_timing=True)
                     torch.cuda.synchronize(param.device)
                     start.record()
                     model(x)

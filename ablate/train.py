@@ -18,9 +18,11 @@ import contextlib
 import csv
 import dataclasses
 import time
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager as ContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Iterable
+from typing import Any
 
 import torch
 from torch import nn
@@ -102,7 +104,8 @@ def build_train_step(model: nn.Module, info: DatasetInfo, config: TrainConfig,
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs,
                                                            eta_min=config.eta_min)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-    autocast = (lambda: torch.autocast("cuda", dtype=amp_dtype)) if use_amp else contextlib.nullcontext
+    autocast = ((lambda: torch.autocast("cuda", dtype=amp_dtype)) if use_amp
+                else contextlib.nullcontext)
     return TrainStep(model, step_model, loss_fn, optimizer, scheduler, scaler, autocast,
                      channels_last, device)
 

@@ -22,7 +22,8 @@ class Passthrough(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = x * self.scale
-        self.calls.append({"training": self.training, "inference": torch.is_inference_mode_enabled(),
+        self.calls.append({"training": self.training,
+                           "inference": torch.is_inference_mode_enabled(),
                            "requires_grad": out.requires_grad})
         return out
 

@@ -27,7 +27,8 @@ def test_unknown_name_is_an_attribute_error():
 
 def test_import_leaves_tables_and_plots_libraries_unloaded():
     """Training processes and the command line start without scipy, statsmodels, matplotlib."""
-    heavy = ("matplotlib", "scipy", "statsmodels", "ablate.analysis.stats", "ablate.analysis.report")
+    heavy = ("matplotlib", "scipy", "statsmodels", "ablate.analysis.stats",
+             "ablate.analysis.report")
     code = ("import sys, ablate\n"
             f"print([m for m in {heavy!r} if m in sys.modules])\n"
             "ablate.summarize\n"

@@ -12,8 +12,8 @@ skipped.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import matplotlib
 import matplotlib.image
@@ -145,7 +145,8 @@ def plot_metric_ci(summary: pd.DataFrame, out_dir: Path | str) -> list[Path]:
     ax.set_yticks(y, [f"{v} (n={n})" for v, n in zip(rows["variant"], rows["n_seeds"])],
                   fontsize=8)
     ax.set_xlabel(metric_label)
-    ax.set_title(f"{METRICS.get(metric).label} per variant (green: best or not significantly worse)")
+    ax.set_title(f"{METRICS.get(metric).label} per variant "
+                 "(green: best or not significantly worse)")
     ax.grid(axis="x", alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, out_dir, f"{metric}_ci")

@@ -235,7 +235,8 @@ def summarize(runs: pd.DataFrame, baseline: str, metric: str = "dice",
                                 for v, ok in zip(summary["variant"], has_runs)], dtype="Int64")
 
     means = summary[f"{metric}_mean"]
-    top = summary.loc[means.idxmax() if METRICS.get(metric).better == "max" else means.idxmin(), "variant"]
+    best = means.idxmax() if METRICS.get(metric).better == "max" else means.idxmin()
+    top = summary.loc[best, "variant"]
     worse_than_top = set(losers[beaten["winner"].to_numpy() == top])
     summary["best"] = has_runs & ~summary["variant"].isin(worse_than_top)
 
@@ -248,7 +249,8 @@ def summarize(runs: pd.DataFrame, baseline: str, metric: str = "dice",
                "gmacs_thop", "gmacs_delta", "params_m", "params_delta"]
     summary = summary[columns]
     summary.attrs = {
-        "metric": metric, "baseline": baseline, "alpha": alpha, "better": METRICS.get(metric).better,
+        "metric": metric, "baseline": baseline, "alpha": alpha,
+        "better": METRICS.get(metric).better,
         "metric_definition": _texts(runs, "metric_definition"),
         "counter_units": _texts(runs, "counter_units"),
         "profile_input": _texts(runs, "profile_input") or _texts(runs, "image_size"),

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import torchvision
 
@@ -79,7 +80,8 @@ def _parse_pool(value: Any) -> str:
     pool = value.upper()
     for letter in pool:
         if letter not in POOLS:
-            raise not_allowed("pool", value, allowed, f"letter {letter!r} is not one of {', '.join(POOLS)}")
+            raise not_allowed("pool", value, allowed,
+                              f"letter {letter!r} is not one of {', '.join(POOLS)}")
     # Positions not given keep ResNet's strided conv, so trailing S letters name nothing new.
     return pool[0] + pool[1:].rstrip("S")
 
@@ -109,7 +111,8 @@ def _parse_skips(value: Any) -> tuple[str, ...]:
         items = list(value)
     skips = set()
     for item in items:
-        name = f"e{item}" if isinstance(item, int) or (isinstance(item, str) and item.isdigit()) else item
+        digit = isinstance(item, int) or (isinstance(item, str) and item.isdigit())
+        name = f"e{item}" if digit else item
         if name not in SKIP_NAMES:
             raise not_allowed("skips", value, allowed, f"unknown skip {item!r}")
         skips.add(name)
@@ -196,7 +199,8 @@ class Variant:
             if stages < needed:
                 raise ValueError(
                     f"skips={list(self.skips)!r} is not allowed with widths={list(self.widths)!r}: "
-                    f"{skip} is fused by decoder stage {needed}, but there are only {stages} stages; "
+                    f"{skip} is fused by decoder stage {needed}, but there are only {stages} "
+                    "stages; "
                     f"with {stages} stages the skips can be any of "
                     f"{', '.join(f'e{3 - i}' for i in range(min(stages, 4)))}"
                 )
@@ -212,7 +216,7 @@ class Variant:
         tokens = (KNOBS.get(f.name).token(getattr(self, f.name)) for f in fields(self))
         return "-".join(t for t in tokens if t)
 
-    def replace(self, **overrides: Any) -> "Variant":
+    def replace(self, **overrides: Any) -> Variant:
         """A copy with some knobs changed (validated like any variant)."""
         _check_keys(overrides)
         return dataclasses.replace(self, **overrides)
@@ -224,13 +228,13 @@ class Variant:
         return d
 
     @classmethod
-    def from_dict(cls, mapping: Mapping[str, Any]) -> "Variant":
+    def from_dict(cls, mapping: Mapping[str, Any]) -> Variant:
         """Build from a mapping of knob values; unknown keys are refused, missing ones default."""
         _check_keys(mapping)
         return cls(**mapping)
 
     @classmethod
-    def from_id(cls, variant_id: str) -> "Variant":
+    def from_id(cls, variant_id: str) -> Variant:
         """Parse an id made by :attr:`id` (not one whose weights are a hashed file path).
 
         Tokens come in knob order; a knob whose default has no token (``pretrained``) may be
