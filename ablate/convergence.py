@@ -23,8 +23,8 @@ lower is better), and ``best_epoch``, the epoch of the best value (ties: the fir
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -51,6 +51,11 @@ class Convergence:
         """The result-row columns (:data:`COLUMNS`)."""
         d = asdict(self)
         return {c: d[c] for c in COLUMNS}
+
+
+def is_converged(value: object) -> bool:
+    """A runs-table ``converged`` cell as a bool (CSV reads back ``True``, ``"True"`` or 1)."""
+    return value is True or str(value).strip().lower() in ("true", "1", "1.0")
 
 
 def window_start(epochs: int) -> int:

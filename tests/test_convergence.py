@@ -10,7 +10,8 @@ from ablate.convergence import MIN_WINDOW, TOLERANCE, judge, window_start
 
 def _history(dice, loss=None):
     loss = loss if loss is not None else [1.0 - 0.5 * d for d in dice]
-    return [{"epoch": i + 1, "dice": d, "train_loss": l} for i, (d, l) in enumerate(zip(dice, loss))]
+    return [{"epoch": i + 1, "dice": d, "train_loss": loss_value}
+            for i, (d, loss_value) in enumerate(zip(dice, loss))]
 
 
 def _saturating(epochs, top=0.9, rate=0.6):

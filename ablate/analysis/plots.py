@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from ..convergence import LOSS_TOLERANCE, TOLERANCE, is_converged, window_start
 from ..metrics import METRICS
 from .tables import input_size, metric_of
 
@@ -170,33 +171,53 @@ def _histories(exp_dir: Path | str, runs: pd.DataFrame, variant: str,
     return out
 
 
+def _all_converged(runs: pd.DataFrame, variant: str) -> bool:
+    """Did every ok run of ``variant`` converge? True when the runs table does not say."""
+    if "converged" not in runs.columns:
+        return True
+    ok = runs[(runs["variant"] == variant) & (runs["status"] == "ok")]
+    return all(is_converged(v) for v in ok["converged"])
+
+
 def plot_curves(exp_dir: Path | str, runs: pd.DataFrame, out_dir: Path | str,
                 metric: str = "dice") -> list[Path]:
     """Validation ``metric`` and train loss against epoch, mean over ok seeds, one line per variant.
 
-    The band around each line spans the seeds' minimum to maximum. Runs without a
-    ``history.csv`` are skipped; returns ``[]`` when no variant has one.
+    The band around each line spans the seeds' minimum to maximum. The convergence window (the
+    last third of the budget, where ``ablate.convergence`` asks both curves to be flat) is
+    shaded, and a variant whose runs did not all converge is marked "still improving" in the
+    legend. Runs without a ``history.csv`` are skipped; returns ``[]`` when no variant has one.
     """
     if metric not in METRICS:
         raise ValueError(f"metric={metric!r} is not allowed; allowed: {', '.join(METRICS.names())}")
     variants = list(pd.unique(runs["variant"]))
     fig = Figure(figsize=(12, 4.5), layout="constrained")
     ax_val, ax_loss = fig.subplots(1, 2)
-    drawn = 0
+    drawn, last_epoch = 0, 0
     for color, (variant, label) in enumerate(zip(variants, _short_labels(variants))):
         histories = _histories(exp_dir, runs, variant, metric)
         if not histories:
             continue
         per_epoch = pd.concat(histories).groupby("epoch")
+        last_epoch = max(last_epoch, int(per_epoch.size().index.max()))
+        note = "" if _all_converged(runs, variant) else ", still improving"
         for ax, column in ((ax_val, metric), (ax_loss, "train_loss")):
             mean = per_epoch[column].mean()
             ax.plot(mean.index, mean.to_numpy(), color=f"C{color % 10}",
-                    label=f"{label} (n={len(histories)})")
+                    label=f"{label} (n={len(histories)}{note})")
             ax.fill_between(mean.index, per_epoch[column].min(), per_epoch[column].max(),
                             color=f"C{color % 10}", alpha=0.15, lw=0)
         drawn += 1
     if not drawn:
         return []
+    start = window_start(last_epoch)
+    for ax in (ax_val, ax_loss):
+        ax.axvspan(start - 0.5, last_epoch + 0.5, color="0.5", alpha=0.12, lw=0,
+                   label="convergence window" if ax is ax_val else None)
+    ax_val.legend(fontsize=7, loc="lower right")
+    ax_val.set_title(f"shaded: last third of the budget; converged = {METRICS.get(metric).label} "
+                     f"gain < {TOLERANCE:g} and train loss drop < {100 * LOSS_TOLERANCE:g}% there",
+                     fontsize=8)
     ax_val.set_ylabel(f"validation {METRICS.get(metric).label} (mean over seeds)")
     ax_loss.set_ylabel("train loss (mean over seeds)")
     for ax in (ax_val, ax_loss):

@@ -22,7 +22,7 @@ from .plots import (
     plot_metric_vs_params,
     plot_samples,
 )
-from .stats import summarize
+from .stats import convergence_warning, summarize
 from .tables import format_summary, write_tables
 
 #: Text columns of the runs table whose empty cells mean "nothing", not "missing number".
@@ -96,7 +96,10 @@ def _how_to_read(summary: pd.DataFrame) -> str:
         f"across all pairs), so variants the data cannot separate share a rank; with one seed "
         f"nothing can be tested and every variant has rank 1. Starred, bold rows are the best "
         f"mean and every variant not significantly worse than it: the candidates this "
-        f"experiment cannot tell apart."
+        f"experiment cannot tell apart. Converged counts the runs whose {label} and training "
+        f"loss had flattened over the last third of the budget (the window shaded in the "
+        f"training curves); a variant whose runs were still improving is compared on how fast "
+        f"it learns, not on what it can reach."
     )
 
 
@@ -176,7 +179,9 @@ def write_report(exp_dir: Path | str, runs: pd.DataFrame, baseline: str, metric:
     tables = write_tables(summary, exp_dir)
     if title is None:
         title = f"Ablation report: {_values(runs, 'experiment')}"
-    lines = [f"# {title}", "", "## Setup", "", *_setup(runs, baseline, metric), "",
+    warning = convergence_warning(summary)
+    lines = [f"# {title}", "", *([f"> **{warning}**", ""] if warning else []),
+             "## Setup", "", *_setup(runs, baseline, metric), "",
              "## Results", "", format_summary(summary, "markdown"),
              "Tables: " + ", ".join(f"[{p.name}]({_link(p, exp_dir)})" for p in tables), "",
              "### How to read this table", "", _how_to_read(summary), "",

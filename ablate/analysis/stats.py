@@ -49,6 +49,7 @@ import pandas as pd
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
+from ..convergence import is_converged
 from ..metrics import METRICS
 
 STATUSES = ("ok", "failed")
@@ -174,6 +175,34 @@ def _texts(runs: pd.DataFrame, column: str) -> str:
     return "; ".join(v for v in pd.unique(values) if v)
 
 
+def _n_converged(runs: pd.DataFrame) -> float:
+    """How many of ``runs`` met the convergence criterion; NaN when the table does not say."""
+    if "converged" not in runs.columns:
+        return np.nan
+    return float(sum(is_converged(v) for v in runs["converged"]))
+
+
+def unconverged(summary: pd.DataFrame) -> list[str]:
+    """``"<variant> (k of n runs)"`` for each variant with a counted run that did not converge."""
+    if "n_converged" not in summary.columns:
+        return []
+    out = []
+    for r in summary.itertuples(index=False):
+        if pd.notna(r.n_converged) and r.n_converged < r.n_seeds:
+            out.append(f"{r.variant} ({r.n_seeds - int(r.n_converged)} of {r.n_seeds} runs)")
+    return out
+
+
+def convergence_warning(summary: pd.DataFrame) -> str:
+    """A plain warning naming the variants whose runs had not converged, or ``""``."""
+    names = unconverged(summary)
+    if not names:
+        return ""
+    return ("Warning: still improving at the end of the budget: " + ", ".join(names) +
+            ". For these, this comparison measures training speed, not architecture "
+            "(criterion: ablate.convergence; train longer or check the learning curves).")
+
+
 def summarize(runs: pd.DataFrame, baseline: str, metric: str = "dice",
               alpha: float = 0.05) -> pd.DataFrame:
     """One row per variant (baseline first, then first appearance) with the statistics above.
@@ -208,6 +237,7 @@ def summarize(runs: pd.DataFrame, baseline: str, metric: str = "dice",
             f"{metric}_std": float(np.std(x, ddof=1)) if len(x) > 1 else np.nan,
             "ci_low": low,
             "ci_high": high,
+            "n_converged": _n_converged(group[counted[group.index]]),
         }
         if variant == baseline:
             row |= {"n_paired": len(x), "delta": np.nan, "delta_ci_low": np.nan,
@@ -243,7 +273,7 @@ def summarize(runs: pd.DataFrame, baseline: str, metric: str = "dice",
     b = summary.loc[summary["is_baseline"]].iloc[0]
     summary["gmacs_delta"] = summary["gmacs_thop"] - b["gmacs_thop"]
     summary["params_delta"] = summary["params_m"] - b["params_m"]
-    columns = ["variant", "is_baseline", "n_seeds", "n_failed", f"{metric}_mean",
+    columns = ["variant", "is_baseline", "n_seeds", "n_converged", "n_failed", f"{metric}_mean",
                f"{metric}_std", "ci_low", "ci_high", "n_paired", "delta", "delta_ci_low",
                "delta_ci_high", "p_value", "p_holm", "significant", "note", "rank", "best",
                "gmacs_thop", "gmacs_delta", "params_m", "params_delta"]

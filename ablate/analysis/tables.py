@@ -78,7 +78,9 @@ def conventions(summary: pd.DataFrame) -> str:
         f"(scipy.stats.ttest_rel), Holm-corrected across the variants compared with the "
         f"baseline; Significant = Holm-corrected p <= {alpha:g}. Rank = 1 + number of variants "
         f"significantly better (pairwise paired t-tests, Holm across all pairs); ties share a "
-        f"rank. ★/bold = best mean and every variant not significantly worse than it."
+        f"rank. ★/bold = best mean and every variant not significantly worse than it. "
+        f"Converged = runs that met the convergence criterion (ablate.convergence: the metric "
+        f"and the training loss flat over the last third of the budget)."
     )
     if "note" in summary and summary["note"].map(_has_note).any():
         text += (" † = zero-variance paired difference (identical on every seed: p = 1; "
@@ -95,7 +97,7 @@ def _cells(summary: pd.DataFrame, fmt: str) -> tuple[list[str], list[list[str]]]
     label = METRICS.get(metric).label
     esc = _latex_escape if fmt == "latex" else (lambda t: t)
     bold = (lambda t: rf"\textbf{{{t}}}") if fmt == "latex" else (lambda t: f"**{t}**")
-    header = [esc("Variant"), "Seeds", esc("GMACs (thop)"), esc("Params (M)"),
+    header = [esc("Variant"), "Seeds", "Converged", esc("GMACs (thop)"), esc("Params (M)"),
               f"{esc(label)} mean {s['pm']} sd", esc(f"{level} CI"),
               f"{s['delta']} vs baseline [CI]", esc("p (Holm)"), "Significant", "Rank"]
     body = []
@@ -109,6 +111,8 @@ def _cells(summary: pd.DataFrame, fmt: str) -> tuple[list[str], list[list[str]]]
         if r["best"]:
             name, mean = f"{s['star']} {bold(name)}", bold(mean)
         seeds = str(r["n_seeds"]) + (f" (+{r['n_failed']} failed)" if r["n_failed"] else "")
+        converged = (s["na"] if pd.isna(r.get("n_converged"))
+                     else f"{int(r['n_converged'])}/{r['n_seeds']}")
         gmacs = _num(r["gmacs_thop"], 3, na=s["na"])
         params = _num(r["params_m"], 3, na=s["na"])
         if not base and pd.notna(r["gmacs_delta"]):
@@ -126,7 +130,8 @@ def _cells(summary: pd.DataFrame, fmt: str) -> tuple[list[str], list[list[str]]]
                           f"{_num(r['delta_ci_high'], 4, sign=True)}]")
         p = esc(_p(r["p_holm"], s["na"])) + (s["dagger"] if _has_note(r["note"]) else "")
         rank = s["na"] if pd.isna(r["rank"]) else str(r["rank"])
-        body.append([name, seeds, gmacs, params, mean, ci, delta, p, esc(r["significant"]), rank])
+        body.append([name, seeds, converged, gmacs, params, mean, ci, delta, p,
+                     esc(r["significant"]), rank])
     return header, body
 
 
@@ -146,8 +151,8 @@ def format_summary(summary: pd.DataFrame, fmt: str = "markdown") -> str:
     if fmt == "csv":
         return summary.to_csv(index=False)
     header, body = _cells(summary, fmt)
-    align = ("left", "right", "right", "right", "right", "right", "right", "right", "left",
-             "right")
+    align = ("left", "right", "right", "right", "right", "right", "right", "right", "right",
+             "left", "right")
     if fmt == "markdown":
         table = tabulate(body, header, tablefmt="pipe", disable_numparse=True, colalign=align)
         return f"{table}\n\n{conventions(summary)}\n"

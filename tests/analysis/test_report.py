@@ -99,3 +99,25 @@ def test_report_on_another_metric_and_a_bad_baseline(tmp_path, runs):
     assert "IoU mean ± sd" in text and "plots/iou_vs_gmacs.png" in text
     with pytest.raises(ValueError, match="baseline='r50'"):
         write_report(tmp_path, runs, "r50")
+
+
+def test_unconverged_variants_are_named_first_and_counted_in_the_table(tmp_path, runs):
+    runs["converged"] = True
+    runs.loc[(runs["variant"] == "r18-MAA") & (runs["seed"] == 1), "converged"] = False
+    runs.to_csv(tmp_path / "runs.csv", index=False)  # the flag must survive the CSV round trip
+    runs = load_runs(tmp_path)
+    summary = summarize(runs, "r18-M")
+    assert summary.set_index("variant")["n_converged"].to_dict() == {
+        "r18-M": 3, "r18-MAA": 2, "r18-AAM": 2}  # AAM's failed run is not counted
+    report = write_report(tmp_path, runs, "r18-M").read_text()
+    first = report.split("## Setup")[0]
+    assert "still improving" in first and "r18-MAA (1 of 3 runs)" in first
+    assert "training speed, not architecture" in first and "r18-AAM" not in first
+    assert re.search(r"\|\s+2/3 \|", format_summary(summary))
+
+
+def test_no_warning_when_every_run_converged_or_the_table_does_not_say(tmp_path, runs):
+    assert "Warning: still improving" not in write_report(tmp_path, runs, "r18-M").read_text()
+    assert re.search(r"\|\s+— \|", format_summary(summarize(runs, "r18-M")))  # unknown
+    runs["converged"] = True
+    assert "Warning: still improving" not in write_report(tmp_path, runs, "r18-M").read_text()

@@ -268,7 +268,7 @@ def test_latex_is_a_tabular_with_escaped_ids_and_bold_best_rows():
     assert tex.count("{") == tex.count("}")
     body = tex.split(r"\end{tabular}")[0]
     rows = [line for line in body.splitlines() if line.rstrip().endswith(r"\\")]
-    assert len(rows) == 3 and all(r.count("&") == 9 for r in rows)
+    assert len(rows) == 3 and all(r.count("&") == 10 for r in rows)
 
 
 def test_csv_round_trips_at_full_precision(tmp_path):
