@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Best effort: make Debian's PostgreSQL server binaries (initdb, pg_ctl) available for
-# tests/test_distributed.py, which starts its own throw-away cluster on 127.0.0.1 and skips with
+# tests/scale/test_search.py, which starts its own throw-away cluster on 127.0.0.1 and skips with
 # its reason when there is no server. Never fails the build.
 set -u
 if ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || command -v pg_ctl >/dev/null 2>&1; then

@@ -9,12 +9,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
 from .models.variant import KNOBS, Variant, list_knobs
+from .scale.storage import DEFAULT_HEARTBEAT_S, open_store, redact
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -200,8 +202,9 @@ def _bench(args: argparse.Namespace) -> int:
 def _search(args: argparse.Namespace) -> int:
     import optuna
 
-    from .scale.distributed import open_store, redact
-    from .scale.search import default_storage, load_search, run_search, write_search_report
+    from .scale.search import default_storage, run_search
+    from .scale.search_report import write_search_report
+    from .scale.search_spec import load_search
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     spec = load_search(args.search)
@@ -223,8 +226,9 @@ def _worker(args: argparse.Namespace) -> int:
     import optuna
 
     from .experiment import load_experiment
-    from .scale.distributed import open_store, redact, run_grid
-    from .scale.search import default_storage, load_search, load_study_spec, run_search
+    from .scale.grid import run_grid
+    from .scale.search import default_storage, load_study_spec, run_search
+    from .scale.search_spec import load_search
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     given = [g for g in (args.search, args.study, args.experiment) if g]
@@ -257,7 +261,7 @@ def _add_pool_parsers(sub) -> None:
     """The ``search`` and ``worker`` subcommands (a pool of workers on one storage)."""
     p = sub.add_parser("search", help="Optuna search over the knobs of a search file, then "
                                       "trials.csv, pareto.png and report.md")
-    p.add_argument("search", type=Path, help="search YAML file (see ablate.search)")
+    p.add_argument("search", type=Path, help="search YAML file (see ablate.scale.search_spec)")
     p.add_argument("--report-only", action="store_true",
                    help="rebuild the report from the storage, run no trial")
     workers = sub.add_parser("worker", help="join a search study, or share an experiment's runs, "
@@ -266,15 +270,18 @@ def _add_pool_parsers(sub) -> None:
     workers.add_argument("--study", help="join this running study (its settings are stored)")
     workers.add_argument("--experiment", type=Path,
                          help="experiment YAML: run its (variant, seed) cells, each exactly once")
-    for p in (p, workers):
-        p.add_argument("--storage", help="Optuna storage URL: sqlite:///PATH (default "
-                                         "results/<name>/study.db, grid.db for --experiment), "
-                                         "journal:PATH, postgresql+psycopg://USER@HOST/DB")
-        p.add_argument("--results", type=Path, default=Path("results"), help="results root")
-        p.add_argument("--heartbeat", type=int, default=60,
-                       help="seconds between heartbeats of a running trial (default 60)")
-        p.add_argument("--grace", type=int, help="seconds without a heartbeat before a trial is "
-                                                 "lost and retried (default 2 x heartbeat)")
+    for parser in (p, workers):
+        parser.add_argument("--storage", help="Optuna storage URL: sqlite:///PATH (default "
+                                              "results/<name>/study.db, grid.db for "
+                                              "--experiment), journal:PATH, "
+                                              "postgresql+psycopg://USER@HOST/DB")
+        parser.add_argument("--results", type=Path, default=Path("results"), help="results root")
+        parser.add_argument("--heartbeat", type=int, default=DEFAULT_HEARTBEAT_S,
+                            help="seconds between heartbeats of a running trial (default "
+                                 f"{DEFAULT_HEARTBEAT_S})")
+        parser.add_argument("--grace", type=int, help="seconds without a heartbeat before a "
+                                                      "trial is lost and retried (default 2 x "
+                                                      "heartbeat)")
 
 
 def build_parser() -> argparse.ArgumentParser:

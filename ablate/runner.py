@@ -9,6 +9,8 @@ the interrupted one from its last checkpoint, and ends with exactly one row per 
 A failing run (bad variant, NaN loss, out-of-memory, any exception) is recorded with its reason
 and the sweep goes on. A cell identical to a finished run of another experiment under the same
 results folder (same run key: variant, data, settings, seed) is copied, not retrained.
+``run_cell`` is the one place that decides a cell (reuse, resume or train, and the row written
+for any outcome); grid workers and search trials go through it too.
 """
 
 from __future__ import annotations
@@ -18,17 +20,20 @@ import json
 import math
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 from tqdm.auto import tqdm
 
 from .config import TrainConfig
 from .data import DatasetInfo, DataSpec, Split, load_dataset
+from .env import environment, resolve_device
 from .experiment import Experiment
 from .files import atomic_path, write_text
 from .metrics import METRICS, definitions
+from .models.model import build_model
 from .models.profile import profile_model
 from .models.variant import KNOBS, Variant
 from .timing import latency_ms
@@ -101,6 +106,11 @@ def base_row(variant: Variant, seed: int, experiment: str, preset: str,
     return row
 
 
+def data_spec(exp: Experiment) -> DataSpec:
+    """The dataset of ``exp`` at its training size (what the run keys of its cells hash)."""
+    return DataSpec(exp.data.name, exp.data.root, exp.config.image_size, exp.data.options)
+
+
 def run_experiment(exp: Experiment, results_dir: str | Path = "results",
                    progress: bool | None = None, retry_failed: bool = False,
                    cache_dir: str | Path = ".cache/ablate") -> pd.DataFrame:
@@ -108,20 +118,18 @@ def run_experiment(exp: Experiment, results_dir: str | Path = "results",
     exp_dir = Path(results_dir) / exp.name
     exp_dir.mkdir(parents=True, exist_ok=True)
     write_text(exp_dir / "experiment.json", json.dumps(describe(exp), indent=2))
-    data_spec = DataSpec(exp.data.name, exp.data.root, exp.config.image_size, exp.data.options)
-    keys = {(v.id, s): run_key(v, data_spec, exp.config, s, exp.profile_size)
-            for v, s in exp.runs()}
+    spec = data_spec(exp)
+    keys = {(v.id, s): run_key(v, spec, exp.config, s, exp.profile_size) for v, s in exp.runs()}
     todo = [(v, s) for v, s in exp.runs()
             if not is_finished(run_dir(exp_dir, v, s), keys[v.id, s], retry_failed)]
     if todo:
-        data = load_dataset(data_spec, cache_dir)  # decoded once for every variant and seed
+        data = load_dataset(spec, cache_dir)  # decoded once for every variant and seed
     bar = tqdm(total=len(exp.runs()), initial=len(exp.runs()) - len(todo), desc=exp.name,
                unit="run", disable=None if progress is None else not progress)
     for variant, seed in todo:
         bar.set_postfix_str(f"{variant.id} seed {seed}")
-        out = run_dir(exp_dir, variant, seed)
-        if not _reuse(Path(results_dir), out, keys[variant.id, seed], exp.name):
-            run_cell(exp, variant, seed, data, out, keys[variant.id, seed], progress)
+        run_cell(exp, variant, seed, data, run_dir(exp_dir, variant, seed), keys[variant.id, seed],
+                 progress, retry_failed=retry_failed, reuse_from=Path(results_dir))
         write_runs(exp_dir, collect_runs(exp_dir, exp))
         bar.update(1)
     bar.close()
@@ -130,20 +138,52 @@ def run_experiment(exp: Experiment, results_dir: str | Path = "results",
     return runs
 
 
+class Pruned(Exception):
+    """Raised by an ``on_epoch`` hook to stop a run early (e.g. Optuna's pruner).
+
+    The cell's row gets status ``pruned``, the message as its error, the last epoch's metrics
+    and the profile of an untrained copy (a stopped run returns no model).
+    """
+
+
 def run_cell(exp: Experiment, variant: Variant, seed: int,
              data: tuple[DatasetInfo, dict[str, Split]], out: Path, key: str,
-             progress: bool | None = None) -> dict[str, Any]:
-    """Run one (variant, seed) cell of ``exp`` into ``out`` and write its ``row.json``.
+             progress: bool | None = None, *, retry_failed: bool = False,
+             reuse_from: Path | None = None, on_epoch: Callable | None = None) -> dict[str, Any]:
+    """Reuse, resume or train one (variant, seed) cell of ``exp`` in ``out``; return its row.
 
-    The run key is written first, so an interrupted cell resumes only under the same settings;
-    any exception becomes a failed row with its reason, never an error of the caller.
+    The one place that decides a cell, for ``ablate run``, grid workers and search trials: a
+    current row (``is_finished``, run key ``key``) is returned as it is; with ``reuse_from`` (a
+    results folder) an identical finished run of another experiment there is copied; otherwise
+    the cell trains, resuming its checkpoint. The run key is written first, so an interrupted
+    cell resumes only under the same settings. ``on_epoch(epoch, scores)`` is passed to
+    ``train``; a ``Pruned`` it raises becomes a pruned row, any other exception a failed row
+    with its reason, never an error of the caller. Every cell run here ends with ``row.json``.
     """
+    if is_finished(out, key, retry_failed):
+        return read_row(out)
+    if reuse_from is not None and _reuse(Path(reuse_from), out, key, exp.name):
+        return read_row(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "run_key").write_text(key)
+    last: dict[str, Any] = {}
+
+    def hook(epoch: int, scores: dict[str, float]) -> None:
+        last.update(scores, epoch=epoch)
+        on_epoch(epoch, scores)
+
     start = time.perf_counter()
     try:
         row = run_one(variant, data, exp.config, seed, out, exp.profile_size, exp.name,
-                      exp.preset, progress)
+                      exp.preset, progress, on_epoch=None if on_epoch is None else hook)
+    except Pruned as exc:
+        info = data[0]
+        row = base_row(variant, seed, exp.name, exp.preset, exp.config)
+        row.update(environment(resolve_device(exp.config.device)))
+        row.update({k: last[k] for k in METRICS.names() if k in last})
+        row.update(status="pruned", error=str(exc), epochs_run=last["epoch"],
+                   dataset=info.name, val_loss=last.get("loss", math.nan))
+        row.update(untrained_profile(variant, info, exp.profile_size))
     except Exception as exc:  # recorded, never fatal to the sweep
         row = base_row(variant, seed, exp.name, exp.preset, exp.config)
         row["error"] = f"{type(exc).__name__}: {exc}"
@@ -152,6 +192,12 @@ def run_cell(exp: Experiment, variant: Variant, seed: int,
     row["wall_s"] = time.perf_counter() - start
     write_row(out, row)
     return row
+
+
+def untrained_profile(variant: Variant, info: DatasetInfo, profile_size: int) -> dict[str, Any]:
+    """The profile columns of a throw-away, untrained copy of ``variant`` (nothing is trained)."""
+    model = build_model(variant, info.model_outputs, info.in_channels)
+    return profile_model(model, (info.in_channels, profile_size, profile_size)).row()
 
 
 def _reuse(results_dir: Path, out: Path, key: str, experiment: str) -> bool:
@@ -208,6 +254,11 @@ def write_runs(exp_dir: Path, runs: pd.DataFrame, stem: str = "runs") -> None:
     write_text(exp_dir / f"{stem}.csv", runs.to_csv(index=False))
     with atomic_path(exp_dir / f"{stem}.parquet") as tmp:
         runs.to_parquet(tmp, index=False)
+
+
+def read_row(out: Path) -> dict[str, Any]:
+    """A run's stored ``row.json``."""
+    return json.loads((out / "row.json").read_text())
 
 
 def write_row(out: Path, row: dict[str, Any]) -> None:

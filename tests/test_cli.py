@@ -51,3 +51,9 @@ def test_console_script_has_no_traceback():
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "widths='0' is not allowed" in proc.stderr
+
+
+def test_worker_needs_exactly_one_thing_to_work_on(capsys):
+    assert main(["worker"]) == 2
+    assert "give one of: a search file, --study NAME, or --experiment FILE" in \
+        capsys.readouterr().err

@@ -148,7 +148,8 @@ def test_sigkill_mid_sweep_then_restart_gives_exactly_one_row_each(workdir):
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    finished = {p.parent: json.loads(p.read_text())["wall_s"] for p in runs_dir.glob("*/seed*/row.json")}
+    finished = {p.parent: json.loads(p.read_text())["wall_s"]
+                for p in runs_dir.glob("*/seed*/row.json")}
     assert 2 <= len(finished) < 6
 
     done = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True)

@@ -1,1 +1,6 @@
-"""Many workers, one study: shared storage and claims, grid workers and the Optuna search."""
+"""Many workers, one study: shared storage and claims, grid workers and the Optuna search.
+
+``storage`` (URLs, ``open_store``), ``claims`` (atomic claims, heartbeats), ``pool`` (the one
+claim-work-finish loop), ``grid`` (an experiment's cells over a pool), ``search_spec`` (search
+files), ``search`` (the study and its workers) and ``search_report`` (trials table, report).
+"""

@@ -1,0 +1,76 @@
+"""Tests of ablate.scale.claims: atomic claims on SQLite and beside a journal file, and two
+processes racing for the same keys."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ablate.scale.storage import open_store
+
+
+def _urls(tmp_path: Path) -> dict[str, str]:
+    return {"sqlite": f"sqlite:///{tmp_path / 'claims.db'}",
+            "journal": f"journal:{tmp_path / 'journal.log'}"}
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_claims_are_exclusive_go_stale_and_are_never_retaken_once_done(tmp_path, kind):
+    claims = open_store(_urls(tmp_path)[kind], heartbeat=1).claims("unit")
+    claims.grace = 0.5
+    assert claims.claim("a", "w1") and claims.claim("a", "w1")  # re-entrant
+    assert not claims.claim("a", "w2")
+    assert claims.claim("a", "w3", takeover="w1")  # a retry takes its predecessor's hold
+    assert not claims.beat("a", "w1") and claims.beat("a", "w3")
+    time.sleep(0.7)
+    assert claims.all()["a"].stale
+    assert claims.claim("a", "w2")  # stale: taken over
+    assert not claims.finish("a", "w3")
+    assert claims.finish("a", "w2", '{"dice": 1}')
+    assert not claims.claim("a", "w4") and not claims.claim("a", "w2")
+    held = claims.all()["a"]
+    assert (held.state, held.owner, held.result, held.stale) == ("done", "w2", '{"dice": 1}', False)
+    assert claims.claim("b", "w1")
+    claims.release("b", "w1")
+    assert claims.claim("b", "w2")
+    assert set(open_store(_urls(tmp_path)[kind]).claims("other").all()) == set()
+
+
+RACE = """
+import json, random, sys, time
+from pathlib import Path
+from ablate.scale.storage import open_store
+barrier, me, n, urls = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4:]
+stores = [open_store(url).claims("race") for url in urls]
+keys = [str(i) for i in range(n)]
+random.Random(me).shuffle(keys)  # different orders: the processes collide on many keys
+won = []
+for b, claims in enumerate(stores):
+    (barrier / f"{b}-{me}").touch()
+    while len(list(barrier.glob(f"{b}-*"))) < 2:  # start each race together
+        time.sleep(0.001)
+    won.append([k for k in keys if claims.claim(k, me)])
+print(json.dumps(won))
+"""
+
+
+def test_two_processes_racing_for_the_same_keys_never_both_win(tmp_path):
+    urls, n = list(_urls(tmp_path).values()), 30
+    for url in urls:
+        open_store(url).claims("race").all()  # create the table before the race
+    (tmp_path / "barrier").mkdir()
+    procs = [subprocess.Popen([sys.executable, "-c", RACE, str(tmp_path / "barrier"), f"w{i}",
+                               str(n), *urls], stdout=subprocess.PIPE, text=True)
+             for i in range(2)]
+    won = [json.loads(p.communicate(timeout=120)[0]) for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    for b, url in enumerate(urls):
+        first, second = set(won[0][b]), set(won[1][b])
+        assert not first & second and first | second == {str(i) for i in range(n)}, url
+        owners = {k: c.owner for k, c in open_store(url).claims("race").all().items()}
+        assert owners == {k: f"w{i}" for i, keys in enumerate((first, second)) for k in keys}
