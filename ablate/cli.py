@@ -139,7 +139,7 @@ def _train(args: argparse.Namespace) -> int:
 @_command("run")
 def _run(args: argparse.Namespace) -> int:
     from .analysis.report import write_report
-    from .analysis.stats import summarize
+    from .analysis.stats import convergence_warning, summarize
     from .analysis.tables import format_summary
     from .experiment import load_experiment
     from .runner import run_experiment
@@ -151,8 +151,12 @@ def _run(args: argparse.Namespace) -> int:
         exp_dir = Path(args.results) / exp.name
         report = write_report(exp_dir, runs, exp.baseline.id, exp.metric,
                               title=f"{exp.name}: {exp.description}" if exp.description else None)
+        summary = summarize(runs, exp.baseline.id, exp.metric)
         print(f"\n{exp.name} ({len(runs)} runs)\n")
-        print(format_summary(summarize(runs, exp.baseline.id, exp.metric), "markdown"))
+        warning = convergence_warning(summary)
+        if warning:
+            print(f"{warning}\n")
+        print(format_summary(summary, "markdown"))
         print(f"\nreport: {report}")
         failed += int((runs["status"] != "ok").sum())
     if failed:

@@ -28,6 +28,8 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .config import TrainConfig
+from .convergence import COLUMNS as CONVERGENCE_COLUMNS
+from .convergence import judge
 from .data import DatasetInfo, DataSpec, Split, load_dataset
 from .env import environment, resolve_device
 from .experiment import Experiment
@@ -54,7 +56,7 @@ def columns() -> tuple[str, ...]:
     registries (``KNOBS``, ``METRICS``), so a new knob or metric is a new column."""
     return ("experiment", "variant", "seed", "status", "error", *KNOBS.names(),
             "dataset", "image_size", "epochs", "epochs_run", "preset", "loss",
-            *METRICS.names(), *PROFILE_COLUMNS,
+            *METRICS.names(), *CONVERGENCE_COLUMNS, *PROFILE_COLUMNS,
             "train_time_s", "train_images_per_s", "latency_ms", "peak_mem_mb", "wall_s",
             *ENV_COLUMNS, "metric_definition", "counter_units", "run_key")
 
@@ -75,14 +77,20 @@ def run_key(variant: Variant, data: DataSpec, config: TrainConfig, seed: int,
 def run_one(variant: Variant, data: DataSpec | tuple[DatasetInfo, dict[str, Split]],
             config: TrainConfig, seed: int, out_dir: Path | None = None,
             profile_size: int = 224, experiment: str = "", preset: str = "",
-            progress: bool | None = None, on_epoch: Callable | None = None) -> dict[str, Any]:
-    """Train, evaluate, time and profile one variant; return its result row (see ``columns``)."""
+            progress: bool | None = None, on_epoch: Callable | None = None,
+            metric: str = "dice") -> dict[str, Any]:
+    """Train, evaluate, time and profile one variant; return its result row (see ``columns``).
+
+    ``metric`` is the score the run is compared on: the convergence columns judge its curve.
+    """
     result = train(variant, data, config, seed=seed, out_dir=out_dir, progress=progress,
                    on_epoch=on_epoch)
     row = base_row(variant, seed, experiment, preset, config)
     row.update(status=result.status, error=result.error, epochs_run=result.epochs_run,
                dataset=result.info.name if result.info else "", **result.env)
     row.update({m: result.metrics.get(m, math.nan) for m in METRICS.names()})
+    if result.status == "ok":
+        row.update(judge(result.history, metric, METRICS.get(metric).better).row())
     row.update(train_time_s=result.train_time_s, train_images_per_s=result.train_images_per_s,
                peak_mem_mb=result.peak_mem_mb)
     if result.model is not None:
@@ -175,14 +183,15 @@ def run_cell(exp: Experiment, variant: Variant, seed: int,
     start = time.perf_counter()
     try:
         row = run_one(variant, data, exp.config, seed, out, exp.profile_size, exp.name,
-                      exp.preset, progress, on_epoch=None if on_epoch is None else hook)
+                      exp.preset, progress, on_epoch=None if on_epoch is None else hook,
+                      metric=exp.metric)
     except Pruned as exc:
         info = data[0]
         row = base_row(variant, seed, exp.name, exp.preset, exp.config)
         row.update(environment(resolve_device(exp.config.device)))
         row.update({k: last[k] for k in METRICS.names() if k in last})
         row.update(status="pruned", error=str(exc), epochs_run=last["epoch"],
-                   dataset=info.name, val_loss=last.get("loss", math.nan))
+                   dataset=info.name)
         row.update(untrained_profile(variant, info, exp.profile_size))
     except Exception as exc:  # recorded, never fatal to the sweep
         row = base_row(variant, seed, exp.name, exp.preset, exp.config)

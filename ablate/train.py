@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from .analysis.samples import save_samples
 from .config import TrainConfig
+from .convergence import window_start
 from .data import BatchLoader, DatasetInfo, DataSpec, Split, load_dataset
 from .env import environment, resolve_device
 from .evaluate import evaluate
@@ -44,8 +45,9 @@ EpochHook = Callable[[int, dict[str, float]], None]
 
 
 def history_fields() -> tuple[str, ...]:
-    """Columns of ``history.csv``: one row per epoch, every registered metric on val."""
-    return ("epoch", "train_loss", *METRICS.names(), "lr", "time_s")
+    """Columns of ``history.csv``: one row per epoch, every registered metric on val, and
+    ``in_window``: 1 for the epochs the convergence criterion judges (``ablate.convergence``)."""
+    return ("epoch", "train_loss", *METRICS.names(), "lr", "time_s", "in_window")
 
 
 @dataclass
@@ -206,7 +208,8 @@ def train(variant: Variant, data: DataSpec | tuple[DatasetInfo, dict[str, Split]
                                   info.ignore_index, loss_fn=step.loss_fn)
             row = {"epoch": epoch + 1, "train_loss": train_loss,
                    **{m: scores[m] for m in METRICS.names()},
-                   "lr": lr, "time_s": result.train_time_s}
+                   "lr": lr, "time_s": result.train_time_s,
+                   "in_window": int(epoch + 1 >= window_start(config.epochs))}
             result.history.append(row)
             epochs.set_postfix(loss=f"{train_loss:.4f}", dice=f"{scores['dice']:.4f}")
             if out_dir is not None:

@@ -11,7 +11,7 @@ from ablate.scale.search_spec import SearchError, load_search, parse_search
 
 @pytest.mark.parametrize("changes, message", [
     ({"epochs": 3}, "unknown key 'epochs'; allowed: study, description"),
-    ({"space": {"colour": ["red"]}}, "space: unknown knob 'colour'; allowed: block, encoder"),
+    ({"space": {"colour": ["red"]}}, "space: unknown knob 'colour'; allowed: encoder, pool"),
     ({"space": {"pool": ["M", "MXA"]}}, "space.pool: pool='MXA' is not allowed"),
     ({"space": {"pool": ["M", "MSSS"]}}, "space.pool: ['M', 'MSSS'] lists the same choice twice"),
     ({"space": {"widths": [[8, 8]], "width_mult": [1.0]}}, "give widths or width_mult"),
