@@ -36,6 +36,8 @@ class TrainConfig:
     # data
     image_size: int = 224        # pixels, square
     augment: bool = True         # flip, scale-crop, rotation (see ablate.data.Augment)
+    # initialisation
+    encoder_init: str | None = None  # an ablate.pretrain.INITS name, or None: random weights
     # hardware
     device: str = "auto"         # auto: cuda, then mps, then cpu; or cuda:N
     amp: bool = True             # CUDA only: bf16 autocast (fp16 + GradScaler without bf16)
@@ -62,6 +64,10 @@ class TrainConfig:
         from .losses import LOSSES
 
         _check("loss", self.loss, lambda v: v in LOSSES, ", ".join(LOSSES.names()))
+        from .pretrain import INITS
+
+        _check("encoder_init", self.encoder_init, lambda v: v is None or v in INITS,
+               "none or " + ", ".join(INITS.names()))
 
     def replace(self, **overrides: Any) -> TrainConfig:
         _check_keys(overrides, "training")

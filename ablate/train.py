@@ -14,12 +14,10 @@ and ``best.pt``; a run started again with the same settings resumes from ``last.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
 import time
-from collections.abc import Callable, Iterable
-from contextlib import AbstractContextManager as ContextManager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,10 +33,11 @@ from .data import BatchLoader, DatasetInfo, DataSpec, Split, load_dataset
 from .env import environment, resolve_device
 from .evaluate import evaluate
 from .files import atomic_path
-from .losses import LossFn, build_loss
 from .metrics import METRICS
 from .models.model import build_model
 from .models.variant import Variant
+from .pretrain import encoder_state, load_encoder_init
+from .step import build_train_step, train_epoch
 from .timing import peak_memory_mb, reset_peak_memory
 
 EpochHook = Callable[[int, dict[str, float]], None]
@@ -71,69 +70,6 @@ class _NonFinite(Exception):
     pass
 
 
-@dataclass
-class TrainStep:
-    """What the training step uses, made by :func:`build_train_step` (ablate.bench uses it too)."""
-
-    model: nn.Module              # the weights (saved in checkpoints)
-    step_model: nn.Module         # what the step calls: ``model`` or ``torch.compile(model)``
-    loss_fn: LossFn
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
-    scaler: torch.amp.GradScaler
-    autocast: Callable[[], ContextManager]
-    channels_last: bool           # inputs are made channels_last before the forward pass
-    device: torch.device
-
-
-def build_train_step(model: nn.Module, info: DatasetInfo, config: TrainConfig,
-                     device: torch.device) -> TrainStep:
-    """Loss, AdamW, cosine schedule and precision for ``model`` (already on ``device``).
-
-    CUDA only: bf16 autocast when ``config.amp`` (fp16 with a GradScaler where bf16 is not
-    supported) and channels_last weights when ``config.channels_last``.
-    """
-    cuda = device.type == "cuda"
-    amp_dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float16
-    use_amp = cuda and config.amp
-    channels_last = cuda and config.channels_last
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    step_model = torch.compile(model) if config.compile else model
-    loss_fn = build_loss(config.loss, info.num_classes, info.ignore_index)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
-                                  weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs,
-                                                           eta_min=config.eta_min)
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-    autocast = ((lambda: torch.autocast("cuda", dtype=amp_dtype)) if use_amp
-                else contextlib.nullcontext)
-    return TrainStep(model, step_model, loss_fn, optimizer, scheduler, scaler, autocast,
-                     channels_last, device)
-
-
-def train_epoch(step: TrainStep, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
-                ) -> torch.Tensor:
-    """One optimisation pass over ``batches``: the harness's training step.
-
-    Returns the sum of the batch losses as a float64 tensor on the device, left unsynchronized
-    so that the caller waits for the device once per epoch.
-    """
-    loss_sum = torch.zeros((), device=step.device, dtype=torch.float64)
-    for images, masks in batches:
-        if step.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        with step.autocast():
-            logits = step.step_model(images)
-        loss = step.loss_fn(logits.float(), masks)
-        step.optimizer.zero_grad(set_to_none=True)
-        step.scaler.scale(loss).backward()
-        step.scaler.step(step.optimizer)
-        step.scaler.update()
-        loss_sum += loss.detach()
-    return loss_sum
-
-
 def train(variant: Variant, data: DataSpec | tuple[DatasetInfo, dict[str, Split]],
           config: TrainConfig, seed: int = 0, out_dir: str | Path | None = None,
           resume: bool = True, progress: bool | None = None, on_epoch: EpochHook | None = None,
@@ -161,9 +97,16 @@ def train(variant: Variant, data: DataSpec | tuple[DatasetInfo, dict[str, Split]
     val_loader = BatchLoader(splits["val"], config.batch_size, device,
                              ignore_index=info.ignore_index)
 
-    # -- model, loss, optimizer, schedule
+    # -- model (from the study's encoder init, made once and cached), loss, optimizer, schedule
+    init = None
+    if config.encoder_init:
+        init = encoder_state(config.encoder_init, variant.encoder, config.image_size,
+                             info.in_channels, config.device, cache_dir)
     torch.manual_seed(seed)
-    model = build_model(variant, info.model_outputs, info.in_channels).to(device)
+    model = build_model(variant, info.model_outputs, info.in_channels)
+    if init is not None:
+        load_encoder_init(model, init, config.encoder_init)
+    model = model.to(device)
     step = build_train_step(model, info, config, device)
     optimizer, scheduler, scaler = step.optimizer, step.scheduler, step.scaler
 

@@ -12,7 +12,7 @@ measurement) and ``<out_dir>/<device>.md`` (machine, versions and date, then tab
 - CUDA only: the speed-up of bf16 autocast, channels_last and ``torch.compile``, and the share of
   step time spent waiting for input.
 
-Conventions. The harness side always runs ``ablate.train.train_epoch`` on objects made by
+Conventions. The harness side always runs ``ablate.step.train_epoch`` on objects made by
 ``build_train_step``, the code ``train`` runs. Every timed pass follows one untimed warm-up pass.
 Compared measurements run in the same process in alternating order (ABBA...), so that drift and
 thermal or neighbour noise hit both sides alike; a ratio is taken per round and we report the

@@ -14,8 +14,8 @@ from ..data import BatchLoader, DatasetInfo
 from ..losses import build_loss
 from ..models.model import build_model
 from ..models.variant import Variant
+from ..step import TrainStep, train_epoch
 from ..timing import latency_ms
-from ..train import TrainStep, train_epoch
 from .settings import BenchSettings
 
 SEED = 0

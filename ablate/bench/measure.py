@@ -15,8 +15,8 @@ import torch
 from ..config import TrainConfig
 from ..data import BatchLoader, DatasetInfo
 from ..models.variant import Variant
+from ..step import build_train_step
 from ..timing import peak_memory_mb, reset_peak_memory
-from ..train import build_train_step
 from .loops import (
     SEED,
     alternate,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,28 @@ _SHAPES_DISTRACTORS = {"square": 0.35, "square_outline": 0.3, "cross": 0.35}
 _SHAPES_MULTICLASS = ("background", "circle", "triangle", "line")
 
 
+@dataclass(frozen=True)
+class Style:
+    """How hard a ``shapes`` image is: distractors, background texture, noise, contrast."""
+
+    distractors: bool                 # squares and crosses that only their shape tells apart
+    texture: float                    # scale of the background's sinusoids and gradient
+    noise: tuple[float, float]        # range of the pixel noise sigma (of a 0..1 intensity)
+    light: float                      # amplitude of the uneven lighting
+    contrast: float                   # least max-channel gap between object and background
+
+
+#: ``hard``: targets told apart from distractors by shape only (the GPU studies' task).
+#: ``clean``: no distractors, quieter background, higher contrast: a network learns it within a
+#: CPU budget, while 1-3 px strokes and boundaries still need fine spatial detail (the quick
+#: studies' task; a per-pixel colour rule gets far on it, so it tests resolution, not
+#: recognition).
+STYLES: dict[str, Style] = {
+    "hard": Style(distractors=True, texture=1.0, noise=(0.02, 0.08), light=0.15, contrast=0.3),
+    "clean": Style(distractors=False, texture=0.5, noise=(0.01, 0.03), light=0.05, contrast=0.5),
+}
+
+
 @DATASETS.register("shapes", layout="(generated in memory; reads no files)", needs_root=False,
                    options={
                        "mode": Option("binary", choice("binary", "multiclass"),
@@ -27,6 +50,8 @@ _SHAPES_MULTICLASS = ("background", "circle", "triangle", "line")
                                        "(background, circle, triangle, line)"),
                        "n_train": Option(512, int_at_least(1), "a positive integer"),
                        "n_val": Option(128, int_at_least(1), "a positive integer"),
+                       "style": Option("hard", choice(*STYLES),
+                                       f"{' or '.join(STYLES)} (see ablate.data.shapes.STYLES)"),
                        "seed": SEED,
                    })
 def shapes(root: None, image_size: int, options: Mapping[str, Any]) -> Source:
@@ -38,15 +63,17 @@ def shapes(root: None, image_size: int, options: Mapping[str, Any]) -> Source:
     earlier ones, in the mask too), some are a few pixels across, and the background is random
     colour plus sinusoids, a gradient and pixel noise. Image ``i`` of a split depends only on
     (seed, split, i), so a larger ``n_train`` extends the same sequence; val uses other seeds.
+    ``style`` sets how hard the images are (:data:`STYLES`); ``clean`` draws no distractors.
     """
     multiclass = options["mode"] == "multiclass"
+    style = STYLES[options["style"]]
 
     def decode() -> tuple[DatasetInfo, dict[str, Split]]:
         splits = {}
         for code, (name, count) in enumerate((("train", options["n_train"]),
                                               ("val", options["n_val"]))):
-            pairs = [_shapes_image(np.random.default_rng([options["seed"], code, i]), image_size)
-                     for i in range(count)]
+            pairs = [_shapes_image(np.random.default_rng([options["seed"], code, i]), image_size,
+                                   style) for i in range(count)]
             masks = np.stack([m for _, m in pairs])
             splits[name] = Split(np.stack([im for im, _ in pairs]),
                                  masks if multiclass else (masks > 0).astype(np.uint8))
@@ -102,7 +129,8 @@ def _shape_region(kind: str, rng: np.random.Generator, size: int, x: np.ndarray,
     raise ValueError(f"unknown shape kind {kind!r}")
 
 
-def _shapes_image(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
+def _shapes_image(rng: np.random.Generator, size: int, style: Style = STYLES["hard"]
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """One image (size, size, 3) uint8 and its multiclass mask (0 background, 1..3 targets)."""
     y, x = (np.mgrid[0:size, 0:size].astype(np.float32) + 0.5)
     base = rng.uniform(0.15, 0.85, 3)
@@ -110,30 +138,31 @@ def _shapes_image(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.n
     for _ in range(3):
         cycles, theta, phase = rng.uniform(1, 8), rng.uniform(0, np.pi), rng.uniform(0, 2 * np.pi)
         wave = np.sin(2 * np.pi * cycles * (x * np.cos(theta) + y * np.sin(theta)) / size + phase)
-        image += wave[..., None] * rng.uniform(-0.1, 0.1, 3)
+        image += style.texture * wave[..., None] * rng.uniform(-0.1, 0.1, 3)
     theta = rng.uniform(0, 2 * np.pi)
     ramp = ((x - size / 2) * np.cos(theta) + (y - size / 2) * np.sin(theta)) / size
-    image += ramp[..., None] * rng.uniform(-0.3, 0.3, 3)
+    image += style.texture * ramp[..., None] * rng.uniform(-0.3, 0.3, 3)
 
     targets = list(_SHAPES_TARGETS)
     p_targets = [p for p, _ in _SHAPES_TARGETS.values()]
-    kinds = [*rng.choice(targets, rng.integers(3, 7), p=p_targets),
-             *rng.choice(list(_SHAPES_DISTRACTORS), rng.integers(2, 5),
-                         p=list(_SHAPES_DISTRACTORS.values()))]
+    kinds = list(rng.choice(targets, rng.integers(3, 7), p=p_targets))
+    if style.distractors:
+        kinds += list(rng.choice(list(_SHAPES_DISTRACTORS), rng.integers(2, 5),
+                                 p=list(_SHAPES_DISTRACTORS.values())))
     mask = np.zeros((size, size), np.uint8)
     for k in rng.permutation(len(kinds)):
         kind = str(kinds[k])
         region = _shape_region(kind, rng, size, x, y)
         colour = rng.uniform(0, 1, 3)
         for _ in range(10):  # keep objects visible against the background's mean colour
-            if np.abs(colour - base).max() >= 0.3:
+            if np.abs(colour - base).max() >= style.contrast:
                 break
             colour = rng.uniform(0, 1, 3)
         image[region] = colour
         mask[region] = _SHAPES_TARGETS[kind][1] if kind in _SHAPES_TARGETS else 0
     # Uneven lighting over everything, objects included.
     phi, period = rng.uniform(0, 2 * np.pi), rng.uniform(1.5, 4) * size
-    light = 1 + rng.uniform(-0.15, 0.15) * np.cos(
+    light = 1 + rng.uniform(-style.light, style.light) * np.cos(
         2 * np.pi * (x * np.cos(phi) + y * np.sin(phi)) / period)
-    image = image * light[..., None] + rng.normal(0, rng.uniform(0.02, 0.08), image.shape)
+    image = image * light[..., None] + rng.normal(0, rng.uniform(*style.noise), image.shape)
     return np.clip(np.rint(image * 255), 0, 255).astype(np.uint8), mask

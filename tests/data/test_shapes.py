@@ -78,3 +78,39 @@ def test_shapes_multiclass_has_four_classes():
     assert set(np.unique(splits["train"].masks)) == {0, 1, 2, 3}
     binary = _shapes(n_train=16)["train"].masks  # same images, coarser labels
     assert np.array_equal(binary, (splits["train"].masks > 0).astype(np.uint8))
+
+
+def test_clean_style_draws_targets_only_on_a_quieter_background(monkeypatch):
+    drawn: list[str] = []
+    original = shapes._shape_region
+
+    def recording(kind, *args):
+        drawn.append(kind)
+        return original(kind, *args)
+
+    monkeypatch.setattr(shapes, "_shape_region", recording)
+    hard, clean = [], []
+    for i in range(16):
+        drawn.clear()
+        image, mask = shapes._shapes_image(np.random.default_rng(i), SIZE, shapes.STYLES["clean"])
+        assert drawn and set(drawn) <= set(shapes._SHAPES_TARGETS)  # no distractor
+        assert mask.any()
+        clean.append(image[mask == 0].astype(float).std(0).mean())
+        hard_image, hard_mask = shapes._shapes_image(np.random.default_rng(i), SIZE)
+        hard.append(hard_image[hard_mask == 0].astype(float).std(0).mean())
+    assert np.mean(clean) < np.mean(hard)  # halved texture, less noise and lighting
+
+
+def test_style_is_an_option_and_part_of_the_cache_key(tmp_path):
+    opts = {"n_train": 2, "n_val": 1}
+    _, hard = load_dataset(DataSpec("shapes", image_size=SIZE, options=opts), tmp_path)
+    _, clean = load_dataset(DataSpec("shapes", image_size=SIZE,
+                                     options={**opts, "style": "clean"}), tmp_path)
+    assert not np.array_equal(hard["train"].images, clean["train"].images)
+    assert len(list(tmp_path.glob("*.npz"))) == 4
+    try:
+        DataSpec("shapes", options={"style": "easy"})
+    except ValueError as exc:
+        assert "style='easy' is not allowed; allowed: hard or clean" in str(exc)
+    else:
+        raise AssertionError("style='easy' was accepted")

@@ -1,0 +1,82 @@
+"""The training step: loss, optimizer, schedule and precision, and one optimisation pass.
+
+``train`` runs it for every variant, the encoder initialisations (``ablate.pretrain``) and the
+benchmarks (``ablate.bench``) time exactly this code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager as ContextManager
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .config import TrainConfig
+from .data import DatasetInfo
+from .losses import LossFn, build_loss
+
+
+@dataclass
+class TrainStep:
+    """What the training step uses, made by :func:`build_train_step` (ablate.bench uses it too)."""
+
+    model: nn.Module              # the weights (saved in checkpoints)
+    step_model: nn.Module         # what the step calls: ``model`` or ``torch.compile(model)``
+    loss_fn: LossFn
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    autocast: Callable[[], ContextManager]
+    channels_last: bool           # inputs are made channels_last before the forward pass
+    device: torch.device
+
+
+def build_train_step(model: nn.Module, info: DatasetInfo, config: TrainConfig,
+                     device: torch.device) -> TrainStep:
+    """Loss, AdamW, cosine schedule and precision for ``model`` (already on ``device``).
+
+    CUDA only: bf16 autocast when ``config.amp`` (fp16 with a GradScaler where bf16 is not
+    supported) and channels_last weights when ``config.channels_last``.
+    """
+    cuda = device.type == "cuda"
+    amp_dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float16
+    use_amp = cuda and config.amp
+    channels_last = cuda and config.channels_last
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    step_model = torch.compile(model) if config.compile else model
+    loss_fn = build_loss(config.loss, info.num_classes, info.ignore_index)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
+                                  weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs,
+                                                           eta_min=config.eta_min)
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    autocast = ((lambda: torch.autocast("cuda", dtype=amp_dtype)) if use_amp
+                else contextlib.nullcontext)
+    return TrainStep(model, step_model, loss_fn, optimizer, scheduler, scaler, autocast,
+                     channels_last, device)
+
+
+def train_epoch(step: TrainStep, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
+                ) -> torch.Tensor:
+    """One optimisation pass over ``batches``: the harness's training step.
+
+    Returns the sum of the batch losses as a float64 tensor on the device, left unsynchronized
+    so that the caller waits for the device once per epoch.
+    """
+    loss_sum = torch.zeros((), device=step.device, dtype=torch.float64)
+    for images, masks in batches:
+        if step.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with step.autocast():
+            logits = step.step_model(images)
+        loss = step.loss_fn(logits.float(), masks)
+        step.optimizer.zero_grad(set_to_none=True)
+        step.scaler.scale(loss).backward()
+        step.scaler.step(step.optimizer)
+        step.scaler.update()
+        loss_sum += loss.detach()
+    return loss_sum
