@@ -13,10 +13,26 @@ ABLATIONS = [p for p in EXPERIMENTS if not p.stem.startswith("search")]
 def test_shipped_experiments_load(path):
     exp = load_experiment(path)
     assert exp.name == path.stem
-    assert exp.variants[0] == exp.baseline and len(exp.variants) >= 2
+    assert exp.variants[0] == exp.baseline
+    assert len(exp.variants) >= 2 or path.stem == "budget_check_quick"
     assert len(exp.seeds) >= 3
-    if path.stem.endswith("_full"):
-        assert exp.config.image_size == 224 and exp.config.epochs == 15
+    if path.stem.endswith("_full"):  # hard shapes, a budget longer than seed 002's 15 epochs
+        assert exp.config.image_size == 224 and exp.config.epochs == 60
+        assert exp.data.options["style"] == "hard"
+
+
+def test_quick_studies_share_data_budget_and_init():
+    """One dataset, budget, schedule and encoder init for every quick study (never per study)."""
+    quick = [load_experiment(p) for p in ABLATIONS if not p.stem.endswith("_full")]
+    assert len(quick) == 6
+    plain = [e for e in quick if e.name != "budget_check_quick"]
+    assert len({(e.data, e.config) for e in plain}) == 1
+    config = plain[0].config
+    assert config.encoder_init == "shapes-clean" and config.image_size == 32
+    assert plain[0].data.options["style"] == "clean"
+    double = next(e for e in quick if e.name == "budget_check_quick")
+    assert double.config == config.replace(epochs=2 * config.epochs)
+    assert double.baseline == next(e for e in plain if e.name == "seed002_pooling_quick").baseline
 
 
 def test_seed002_studies_match_the_log():

@@ -23,7 +23,8 @@ EXP = """\
 name: tiny
 dataset: {name: shapes, options: {n_train: 16, n_val: 8}}
 preset: quick
-train: {epochs: %(epochs)d, image_size: 32, batch_size: 8, device: cpu, samples: 1}
+train: {epochs: %(epochs)d, image_size: 32, batch_size: 8, device: cpu, samples: 1,
+        encoder_init: null}
 seeds: [0, 1]
 baseline: {widths: [16, 8, 8, 8], block: dsconv}
 variants:

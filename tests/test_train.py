@@ -24,7 +24,7 @@ def data(tmp_path_factory):
 
 def _cfg(**kw):
     return load_config("quick", **{"epochs": 2, "image_size": 32, "batch_size": 8,
-                                   "device": "cpu", "samples": 2, **kw})
+                                   "device": "cpu", "samples": 2, "encoder_init": None, **kw})
 
 
 def test_same_seed_same_metrics_and_different_seed_differs(data):

@@ -20,6 +20,7 @@ from tabulate import tabulate
 
 from .. import runner
 from ..analysis.report import write_report
+from ..convergence import is_converged
 from ..files import write_text
 from .search_spec import OBJECTIVES, SearchSpec
 from .storage import Store, redact
@@ -121,6 +122,7 @@ def write_search_report(spec: SearchSpec, store: Store,
              f"{int(skipped.str.startswith('invalid').sum())} invalid), "
              f"{int(counts.get('failed', 0))} failed, {int(counts.get('lost', 0))} lost with "
              "their worker (retried)"]
+    lines.append(_convergence_line(table))
     if spec.budget_gmacs is not None:
         lines.append(f"- Budget: GMACs (thop) <= {spec.budget_gmacs:g}, checked on a throw-away "
                      "copy of each variant before any training")
@@ -156,6 +158,20 @@ def write_search_report(spec: SearchSpec, store: Store,
     report = path.read_text().splitlines()
     path.write_text("\n".join([report[0], "", *lines, *report[1:]]).rstrip() + "\n")
     return path
+
+
+def _convergence_line(table: pd.DataFrame) -> str:
+    """How many complete trials converged, naming those still improving (ablate.convergence)."""
+    ok = table[table["status"] == "ok"]
+    if "converged" not in ok.columns or ok.empty:
+        return "- Convergence: not recorded"
+    still = ok[~ok["converged"].map(is_converged)]
+    line = f"- Convergence: {len(ok) - len(still)} of {len(ok)} complete trials converged"
+    if still.empty:
+        return line
+    names = ", ".join(f"trial {n} (`{v}`)" for n, v in zip(still["trial"], still["variant"]))
+    return (f"{line}; **still improving: {names}** — for these the ranking measures training "
+            "speed, not architecture")
 
 
 def _front(study: optuna.Study, spec: SearchSpec) -> list[str]:

@@ -43,6 +43,8 @@ def test_tiny_search_writes_trials_table_pareto_plot_and_report(tmp_path, tiny, 
                  "### Parameter importances", "![Dice vs GMACs, Pareto front](pareto.png)",
                  "## Results", "(baseline)"):
         assert part in text
+    # one-epoch trials cannot be judged: the search report says so of every complete trial
+    assert "- Convergence: 0 of 2 complete trials converged; **still improving: trial 0" in text
     # joining a finished study runs nothing more
     assert run_search(spec, store, tmp_path, progress=False) == 2
     assert len(optuna.load_study(study_name="tiny", storage=store.optuna).trials) == len(trials)
