@@ -9,9 +9,12 @@ is judged on the **window**: the last third of its budget (the last ``ceil(E / 3
   metric's better direction (positive = still improving). It must be below ``tolerance``
   (default :data:`TOLERANCE`, absolute, e.g. 0.01 Dice). A line, not the last value minus the
   first, so that epoch-to-epoch noise on a plateau does not decide the verdict.
-- **Training loss flat.** The same projected change of the training loss, as a share of its
-  mean over the window: ``conv_loss_drop`` (positive = still falling). It must be below
-  ``loss_tolerance`` (default :data:`LOSS_TOLERANCE`).
+- **Training loss flat.** The same projected drop of the training loss over the window, as a
+  share of the run's whole descent (first epoch's loss minus the window's mean): ``conv_loss_drop``
+  (positive = still falling). It must be below ``loss_tolerance`` (default
+  :data:`LOSS_TOLERANCE`). A share of the run's own descent, not of the loss's level: a
+  cross-entropy term keeps shrinking slowly as predictions grow confident, whatever its scale,
+  while a run that is still learning does a third or more of its descent in the last third.
 
 ``converged`` is true when both hold; a history shorter than ``2 * MIN_WINDOW`` epochs is not
 judged (``converged`` false, reason given). A run that got worse over the window (``conv_gain``
@@ -29,7 +32,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 TOLERANCE = 0.01          # projected metric gain over the window, absolute
-LOSS_TOLERANCE = 0.05     # projected training-loss drop over the window, share of its mean
+LOSS_TOLERANCE = 0.10     # projected training-loss drop over the window, share of the descent
 MIN_WINDOW = 3            # epochs in the window at the least
 
 #: Result-row columns this module fills, in order.
@@ -86,14 +89,16 @@ def judge(history: Sequence[Mapping[str, float]], metric: str = "dice", better: 
     x = epochs[start:]
     gain = sign * _projected_change(x, values[start:])
     window_loss = losses[start:]
-    loss_drop = -_projected_change(x, window_loss) / max(abs(float(np.mean(window_loss))), 1e-12)
+    drop = -_projected_change(x, window_loss)
+    descent = float(losses[0] - np.mean(window_loss))
+    loss_drop = drop / descent if descent > 0 else (math.inf if drop > 0 else 0.0)
     reasons = []
     if not gain < tolerance:
         reasons.append(f"{metric} still improving: +{gain:.4f} over the last "
                        f"{len(x)} epochs (tolerance {tolerance:g})")
     if not loss_drop < loss_tolerance:
-        reasons.append(f"training loss still falling: -{100 * loss_drop:.1f}% over the last "
-                       f"{len(x)} epochs (tolerance {100 * loss_tolerance:g}%)")
+        reasons.append(f"training loss still falling: {100 * loss_drop:.1f}% of its descent in "
+                       f"the last {len(x)} epochs (tolerance {100 * loss_tolerance:g}%)")
     return Convergence(not reasons, float(gain), float(loss_drop), epoch_95, best_epoch,
                        "; ".join(reasons))
 

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from ablate.convergence import MIN_WINDOW, TOLERANCE, judge, window_start
+from ablate.convergence import LOSS_TOLERANCE, MIN_WINDOW, TOLERANCE, judge, window_start
 
 
 def _history(dice, loss=None):
@@ -23,7 +23,7 @@ def test_a_saturated_run_converged():
     dice = _saturating(15)
     verdict = judge(_history(dice, loss=1 - dice))
     assert verdict.converged and verdict.reason == ""
-    assert 0 <= verdict.conv_gain < TOLERANCE and verdict.conv_loss_drop < 0.05
+    assert 0 <= verdict.conv_gain < TOLERANCE and verdict.conv_loss_drop < LOSS_TOLERANCE
     assert verdict.best_epoch == 15
     # 95% of the final value (0.8999...) is first reached where 0.9 (1 - e^-0.6e) >= 0.855
     expected = math.ceil(-math.log(1 - 0.95 * dice[-1] / 0.9) / 0.6)
@@ -41,8 +41,8 @@ def test_a_run_still_rising_has_not_converged():
 
 def test_a_noisy_plateau_converged():
     rng = np.random.default_rng(0)
-    dice = 0.85 + rng.normal(0, 0.008, 15)
-    loss = 0.2 + rng.normal(0, 0.002, 15)
+    dice = np.minimum(0.85, _saturating(15, top=0.9)) + rng.normal(0, 0.008, 15)
+    loss = 0.2 + 0.8 * np.exp(-0.6 * np.arange(1, 16)) + rng.normal(0, 0.002, 15)
     verdict = judge(_history(dice, loss))
     assert verdict.converged, verdict.reason
     # the last-minus-first difference is noise the line is not fooled by
@@ -84,3 +84,18 @@ def test_non_finite_values_never_converge():
 def test_the_window_is_the_last_third(epochs, first):
     assert window_start(epochs) == first
     assert epochs - window_start(epochs) + 1 >= MIN_WINDOW
+
+
+def test_the_loss_share_is_of_the_runs_own_descent():
+    """A cross-entropy loss that keeps shrinking slowly on a flat metric has converged; the
+    same absolute drop in a run that barely descended has not."""
+    dice = [0.69, 0.76, 0.80, 0.84, 0.85, 0.86, 0.86, 0.862]
+    loss = [0.95, 0.57, 0.41, 0.32, 0.28, 0.25, 0.235, 0.228]  # a measured quick run
+    verdict = judge(_history(dice, loss))
+    assert verdict.converged, verdict.reason
+    # drop over the window / (first loss - window mean), the line fitted by hand
+    x, y = np.arange(6, 9), np.array(loss[5:])
+    slope = ((x - x.mean()) * (y - y.mean())).sum() / ((x - x.mean()) ** 2).sum()
+    assert verdict.conv_loss_drop == pytest.approx(-slope * 2 / (0.95 - y.mean()))
+    flat_start = judge(_history(dice, [0.30, 0.29, 0.29, 0.28, 0.28, 0.25, 0.235, 0.228]))
+    assert not flat_start.converged and "training loss still falling" in flat_start.reason

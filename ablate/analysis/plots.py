@@ -216,8 +216,8 @@ def plot_curves(exp_dir: Path | str, runs: pd.DataFrame, out_dir: Path | str,
                    label="convergence window" if ax is ax_val else None)
     ax_val.legend(fontsize=7, loc="lower right")
     ax_val.set_title(f"shaded: last third of the budget; converged = {METRICS.get(metric).label} "
-                     f"gain < {TOLERANCE:g} and train loss drop < {100 * LOSS_TOLERANCE:g}% there",
-                     fontsize=8)
+                     f"gain < {TOLERANCE:g} and train loss < {100 * LOSS_TOLERANCE:g}% of its "
+                     "descent there", fontsize=8)
     ax_val.set_ylabel(f"validation {METRICS.get(metric).label} (mean over seeds)")
     ax_loss.set_ylabel("train loss (mean over seeds)")
     for ax in (ax_val, ax_loss):
