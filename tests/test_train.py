@@ -12,6 +12,7 @@ from ablate.models.variant import Variant
 from ablate.train import train
 
 train_module = importlib.import_module("ablate.train")  # the module, not ablate.train()
+step_module = importlib.import_module("ablate.step")  # where the loss is built
 
 TINY = Variant(widths=(16, 8, 8, 8), block="dsconv")
 
@@ -24,7 +25,8 @@ def data(tmp_path_factory):
 
 def _cfg(**kw):
     return load_config("quick", **{"epochs": 2, "image_size": 32, "batch_size": 8,
-                                   "device": "cpu", "samples": 2, "encoder_init": None, **kw})
+                                   "device": "cpu", "samples": 2, "encoder_init": None,
+                                   "lr": 1e-3, **kw})
 
 
 def test_same_seed_same_metrics_and_different_seed_differs(data):
@@ -84,13 +86,13 @@ def test_resume_refuses_a_different_run(data, tmp_path):
 
 
 def test_nan_loss_fails_the_run_with_reason(data, monkeypatch):
-    real = train_module.build_loss
+    real = step_module.build_loss
 
     def nan_loss(*args):
         loss = real(*args)
         return lambda logits, target: loss(logits, target) * math.nan
 
-    monkeypatch.setattr(train_module, "build_loss", nan_loss)
+    monkeypatch.setattr(step_module, "build_loss", nan_loss)
     res = train(TINY, data, _cfg(), seed=0, progress=False)
     assert res.status == "failed" and "non-finite training loss" in res.error
     assert res.model is None and res.metrics == {}
