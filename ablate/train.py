@@ -6,8 +6,9 @@ per-epoch history and timings. A non-finite loss or a CUDA out-of-memory ends th
 ``status="failed"`` and the reason; the caller decides whether to go on.
 
 Reproducibility: the seed fixes the initial weights (the encoder is built first, so every
-variant with the same encoder starts from the same encoder weights), the batch order and the
-augmentation of each epoch. On the CPU the same seed gives identical metrics twice. With
+variant with the same encoder starts from the same encoder weights; with ``encoder_init`` they
+are the init's, made once by ``ablate.pretrain``), the batch order and the augmentation of each
+epoch. On the CPU the same seed gives identical metrics twice. With
 ``out_dir`` the run writes ``history.csv``, ``samples.png`` and atomic ``checkpoints/last.pt``
 and ``best.pt``; a run started again with the same settings resumes from ``last.pt``.
 """
