@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -66,8 +67,8 @@ def encoder_state(name: str, encoder: str, image_size: int, in_channels: int = 3
                   ) -> dict[str, torch.Tensor]:
     """The encoder state_dict of init ``name`` for ``encoder`` at ``image_size`` (made once).
 
-    On CPU the same recipe gives the same weights on every machine run; the cache file is keyed
-    by everything that decides them.
+    On one machine's CPU the same recipe gives the same weights every time (other CPUs may round
+    differently); the cache file is keyed by everything that decides them.
     """
     recipe: InitRecipe = INITS.get(name)
     key = json.dumps({"version": _VERSION, "name": name, "recipe": asdict(recipe),
@@ -119,6 +120,6 @@ def _make(recipe: InitRecipe, encoder: str, image_size: int, in_channels: int, d
         loader.set_epoch(epoch)
         loss = float(train_epoch(step, loader)) / len(loader)
         step.scheduler.step()
-        if loss != loss:  # NaN
+        if not math.isfinite(loss):
             raise ValueError(f"encoder init diverged (non-finite loss in epoch {epoch + 1})")
     return {k: v.detach().cpu().clone() for k, v in model.encoder.state_dict().items()}
