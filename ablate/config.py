@@ -7,6 +7,7 @@ one is adding a file. Unknown keys are refused, never ignored.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -20,14 +21,20 @@ from .registry import Registry
 PRESETS: Registry = Registry("preset")
 _PRESET_DIR = Path(__file__).with_name("presets")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+BUDGET_KEYS = ("epochs", "steps", "images")
+DEFAULT_EPOCHS = 15
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """How one variant is trained and evaluated (units in comments)."""
 
-    # optimisation: AdamW + CosineAnnealingLR(T_max=epochs, eta_min)
-    epochs: int = 15
+    # budget: give one of epochs, steps (optimizer steps) or images (training images seen);
+    # none given: DEFAULT_EPOCHS. The same for every variant of a study (see ``budget``).
+    epochs: int | None = None
+    steps: int | None = None
+    images: int | None = None
+    # optimisation: AdamW + CosineAnnealingLR stepped once per epoch, spanning the budget
     batch_size: int = 16
     lr: float = 1e-3
     weight_decay: float = 1e-4
@@ -40,15 +47,26 @@ class TrainConfig:
     encoder_init: str | None = None  # an ablate.pretrain.INITS name, or None: random weights
     # hardware
     device: str = "auto"         # auto: cuda, then mps, then cpu; or cuda:N
-    amp: bool = True             # CUDA only: bf16 autocast (fp16 + GradScaler without bf16)
-    channels_last: bool = True   # CUDA only
+    amp: bool = True             # bf16 autocast where the device has it (CUDA: fp16 + GradScaler
+                                 # without bf16; CPU: avx512_bf16 or AMX; see step.amp_dtype)
+    channels_last: bool = True   # channels_last weights and inputs (CUDA and CPU)
     compile: bool = False        # torch.compile the model
     threads: int = 0             # CPU intra-op threads; 0 keeps torch's default
     # output
     samples: int = 4             # validation images drawn in samples.png
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "image_size"):
+        given = [name for name in BUDGET_KEYS if getattr(self, name) is not None]
+        if len(given) > 1:
+            raise ValueError(f"the budget is given {len(given)} times ("
+                             + ", ".join(f"{k}={getattr(self, k)!r}" for k in given)
+                             + "); allowed: one of epochs, steps or images")
+        if not given:
+            object.__setattr__(self, "epochs", DEFAULT_EPOCHS)
+        for name in BUDGET_KEYS:
+            _check(name, getattr(self, name), lambda v: v is None or (is_int(v) and v >= 1),
+                   "a positive integer")
+        for name in ("batch_size", "image_size"):
             _check(name, getattr(self, name), lambda v: is_int(v) and v >= 1, "a positive integer")
         _check("threads", self.threads, lambda v: is_int(v) and v >= 0, "an integer >= 0")
         _check("samples", self.samples, lambda v: is_int(v) and v >= 0, "an integer >= 0")
@@ -69,8 +87,34 @@ class TrainConfig:
         _check("encoder_init", self.encoder_init, lambda v: v is None or v in INITS,
                "none or " + ", ".join(INITS.names()))
 
+    @property
+    def budget_label(self) -> str:
+        """The budget as it was given, e.g. ``"16 epochs"`` or ``"2000 steps"``."""
+        key = next(k for k in BUDGET_KEYS if getattr(self, k) is not None)
+        return f"{getattr(self, key)} {key}"
+
+    def budget(self, steps_per_epoch: int) -> Budget:
+        """The budget over an epoch of ``steps_per_epoch`` optimizer steps (full batches).
+
+        Images count whole batches (``ceil(images / batch_size)`` steps); the last epoch of a
+        steps or images budget may be partial. The same study trains every variant on the same
+        split with the same batch, so every variant gets the same steps and schedule.
+        """
+        if not is_int(steps_per_epoch) or steps_per_epoch < 1:
+            raise ValueError(f"an epoch of {steps_per_epoch!r} steps is not allowed; allowed: at "
+                             f"least one full batch of {self.batch_size} training images")
+        if self.epochs is not None:
+            steps = self.epochs * steps_per_epoch
+        elif self.steps is not None:
+            steps = self.steps
+        else:
+            steps = math.ceil(self.images / self.batch_size)
+        return Budget(steps, steps_per_epoch, math.ceil(steps / steps_per_epoch))
+
     def replace(self, **overrides: Any) -> TrainConfig:
         _check_keys(overrides, "training")
+        if any(k in overrides for k in BUDGET_KEYS):
+            overrides = {**{k: None for k in BUDGET_KEYS}, **overrides}
         return dataclasses.replace(self, **overrides)
 
     def to_dict(self) -> dict[str, Any]:
@@ -80,6 +124,19 @@ class TrainConfig:
     def from_dict(cls, mapping: Mapping[str, Any]) -> TrainConfig:
         _check_keys(mapping, "training")
         return cls(**mapping)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A training budget resolved against the data: optimizer steps in all and per epoch."""
+
+    steps: int                # optimizer steps in the run
+    steps_per_epoch: int      # full batches in one pass over the training split
+    epochs: int               # evaluations: one per epoch, the last epoch possibly partial
+
+    def steps_in(self, epoch: int) -> int:
+        """Optimizer steps of epoch ``epoch`` (0-based)."""
+        return max(0, min(self.steps_per_epoch, self.steps - epoch * self.steps_per_epoch))
 
 
 def _check(name: str, value: Any, ok, allowed: str) -> None:
@@ -108,6 +165,10 @@ for _path in sorted(_PRESET_DIR.glob("*.yaml")):
 
 
 def load_config(preset: str = "quick", **overrides: Any) -> TrainConfig:
-    """The named preset with ``overrides`` applied (both validated)."""
-    values = {**PRESETS.get(preset)(), **overrides}
+    """The named preset with ``overrides`` applied (both validated). A budget key among the
+    overrides (epochs, steps or images) replaces the preset's budget."""
+    values = dict(PRESETS.get(preset)())
+    if any(k in overrides for k in BUDGET_KEYS):
+        values = {k: v for k, v in values.items() if k not in BUDGET_KEYS}
+    values.update(overrides)
     return TrainConfig.from_dict(values)

@@ -55,7 +55,7 @@ def columns() -> tuple[str, ...]:
     """The columns of a result row, in order: the knobs and the metrics come from their
     registries (``KNOBS``, ``METRICS``), so a new knob or metric is a new column."""
     return ("experiment", "variant", "seed", "status", "error", *KNOBS.names(),
-            "dataset", "image_size", "epochs", "epochs_run", "preset", "loss",
+            "dataset", "image_size", "budget", "epochs", "epochs_run", "steps", "preset", "loss",
             *METRICS.names(), *CONVERGENCE_COLUMNS, *PROFILE_COLUMNS,
             "train_time_s", "train_images_per_s", "latency_ms", "peak_mem_mb", "wall_s",
             *ENV_COLUMNS, "metric_definition", "counter_units", "run_key")
@@ -88,6 +88,8 @@ def run_one(variant: Variant, data: DataSpec | tuple[DatasetInfo, dict[str, Spli
     row = base_row(variant, seed, experiment, preset, config)
     row.update(status=result.status, error=result.error, epochs_run=result.epochs_run,
                dataset=result.info.name if result.info else "", **result.env)
+    if result.steps:
+        row.update(epochs=result.epochs, steps=result.steps)
     row.update({m: result.metrics.get(m, math.nan) for m in METRICS.names()})
     if result.status == "ok":
         row.update(judge(result.history, metric, METRICS.get(metric).better).row())
@@ -107,7 +109,9 @@ def base_row(variant: Variant, seed: int, experiment: str, preset: str,
     row.update(experiment=experiment, variant=variant.id, seed=seed, status="failed", error="")
     row.update(variant.columns())
     row.update(
-        image_size=config.image_size, epochs=config.epochs, preset=preset, loss=config.loss,
+        image_size=config.image_size, budget=config.budget_label,
+        epochs=config.epochs if config.epochs is not None else math.nan, preset=preset,
+        loss=config.loss,
         metric_definition=" ".join(f"{k}: {v}" for k, v in definitions().items()),
         counter_units=COUNTER_UNITS,
     )

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -59,6 +60,8 @@ class RunResult:
     metrics: dict[str, float] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)
     epochs_run: int = 0
+    epochs: int = 0                  # the budget in epochs (the last may be partial)
+    steps: int = 0                   # optimizer steps of the budget (batch_size images each)
     train_time_s: float = 0.0        # optimisation only, evaluation excluded
     train_images_per_s: float = 0.0
     peak_mem_mb: float = 0.0         # CUDA max allocated, or process peak RSS on CPU
@@ -108,12 +111,14 @@ def train(variant: Variant, data: DataSpec | tuple[DatasetInfo, dict[str, Split]
     if init is not None:
         load_encoder_init(model, init, config.encoder_init)
     model = model.to(device)
-    step = build_train_step(model, info, config, device)
+    budget = config.budget(len(train_loader))
+    step = build_train_step(model, info, config, device, budget.epochs)
     optimizer, scheduler, scaler = step.optimizer, step.scheduler, step.scaler
 
     identity = {"variant": variant.to_dict(), "config": _identity_config(config), "seed": seed,
                 "dataset": info.name}
-    result = RunResult(status="ok", env=environment(device), info=info)
+    result = RunResult(status="ok", env=environment(device), info=info, epochs=budget.epochs,
+                       steps=budget.steps)
     start_epoch, best = 0, -1.0
     last_path = out_dir / "checkpoints" / "last.pt" if out_dir else None
     if resume and last_path is not None and last_path.is_file():
@@ -128,18 +133,19 @@ def train(variant: Variant, data: DataSpec | tuple[DatasetInfo, dict[str, Split]
 
     # -- loop
     reset_peak_memory(device)
-    epochs = tqdm(range(start_epoch, config.epochs), desc=variant.id, unit="epoch",
-                  initial=start_epoch, total=config.epochs, disable=disable_bars, leave=False)
+    epochs = tqdm(range(start_epoch, budget.epochs), desc=variant.id, unit="epoch",
+                  initial=start_epoch, total=budget.epochs, disable=disable_bars, leave=False)
     try:
         for epoch in epochs:
             lr = scheduler.get_last_lr()[0]
             train_loader.set_epoch(epoch)
             model.train()
             t0 = time.perf_counter()
-            batches = tqdm(train_loader, desc=f"epoch {epoch + 1}", unit="batch", leave=False,
-                           disable=disable_bars)
+            n_steps = budget.steps_in(epoch)
+            batches = tqdm(itertools.islice(train_loader, n_steps), desc=f"epoch {epoch + 1}",
+                           unit="batch", total=n_steps, leave=False, disable=disable_bars)
             loss_sum = train_epoch(step, batches)
-            train_loss = float(loss_sum) / len(train_loader)  # one device sync per epoch
+            train_loss = float(loss_sum) / n_steps  # one device sync per epoch
             if cuda:
                 torch.cuda.synchronize(device)
             result.train_time_s += time.perf_counter() - t0
@@ -153,7 +159,7 @@ def train(variant: Variant, data: DataSpec | tuple[DatasetInfo, dict[str, Split]
             row = {"epoch": epoch + 1, "train_loss": train_loss,
                    **{m: scores[m] for m in METRICS.names()},
                    "lr": lr, "time_s": result.train_time_s,
-                   "in_window": int(epoch + 1 >= window_start(config.epochs))}
+                   "in_window": int(epoch + 1 >= window_start(budget.epochs))}
             result.history.append(row)
             epochs.set_postfix(loss=f"{train_loss:.4f}", dice=f"{scores['dice']:.4f}")
             if out_dir is not None:
@@ -183,8 +189,7 @@ def train(variant: Variant, data: DataSpec | tuple[DatasetInfo, dict[str, Split]
     if result.history:
         last = result.history[-1]
         result.metrics = {m: last[m] for m in METRICS.names()}
-    done_epochs = config.epochs
-    n_images = len(train_loader) * config.batch_size * done_epochs
+    n_images = budget.steps * config.batch_size
     result.train_images_per_s = n_images / result.train_time_s if result.train_time_s else 0.0
     result.peak_mem_mb = peak_memory_mb(device)
     result.model = model

@@ -24,7 +24,8 @@ def data(tmp_path_factory):
 
 
 def _cfg(**kw):
-    return load_config("quick", **{"epochs": 2, "image_size": 32, "batch_size": 8,
+    budget = {} if {"steps", "images"} & set(kw) else {"epochs": 2}
+    return load_config("quick", **{**budget, "image_size": 32, "batch_size": 8,
                                    "device": "cpu", "samples": 2, "encoder_init": None,
                                    "lr": 1e-3, **kw})
 
@@ -59,6 +60,47 @@ def test_outputs_history_checkpoints_and_samples(data, tmp_path):
     assert res.history[1]["lr"] == pytest.approx(1e-6 + (1e-3 - 1e-6) / 2)
     n_images = (32 // 8) * 8 * 2
     assert res.train_images_per_s == pytest.approx(n_images / res.train_time_s)
+
+
+def test_a_budget_in_steps_equal_to_whole_epochs_trains_the_same_run(data):
+    by_epochs = train(TINY, data, _cfg(epochs=2), seed=5, progress=False)
+    by_steps = train(TINY, data, _cfg(steps=8), seed=5, progress=False)  # 4 batches per epoch
+    by_images = train(TINY, data, _cfg(images=64), seed=5, progress=False)
+    assert by_steps.metrics == by_epochs.metrics == by_images.metrics
+    drop = ("time_s",)  # wall clock differs; losses, lrs and evaluation points do not
+    assert [{k: v for k, v in h.items() if k not in drop} for h in by_steps.history] == [
+        {k: v for k, v in h.items() if k not in drop} for h in by_epochs.history]
+
+
+@pytest.mark.parametrize("budget, steps, epochs", [({"steps": 6}, 6, 2), ({"images": 40}, 5, 2),
+                                                   ({"steps": 3}, 3, 1)])
+def test_a_budget_in_steps_or_images_stops_after_that_many_optimizer_steps(
+        data, monkeypatch, budget, steps, epochs):
+    calls = []
+    real = torch.optim.AdamW.step
+    monkeypatch.setattr(torch.optim.AdamW, "step",
+                        lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    res = train(TINY, data, _cfg(**budget), seed=0, progress=False)
+    assert res.status == "ok" and len(calls) == steps == res.steps
+    assert res.epochs == epochs and [h["epoch"] for h in res.history] == list(range(1, epochs + 1))
+    if epochs == 2:  # the cosine schedule spans the budget: the last epoch starts half-way down
+        assert res.history[1]["lr"] == pytest.approx(1e-6 + (1e-3 - 1e-6) / 2)
+
+
+@pytest.mark.parametrize("switch", ["amp", "channels_last"])
+def test_a_cpu_speed_switch_keeps_the_results_of_the_plain_path(data, switch):
+    """The switches `ablate bench` times (and the quick preset may turn on) change speed, not
+    what is learnt: the same run with the switch on stays within a small tolerance of plain fp32."""
+    if switch == "amp" and step_module.amp_dtype(torch.device("cpu")) is None:
+        pytest.skip("this CPU has no bf16 instructions: amp changes nothing here")
+    off = {"epochs": 3, "amp": False, "channels_last": False}
+    plain = train(TINY, data, _cfg(**off), seed=2, progress=False)
+    switched = train(TINY, data, _cfg(**{**off, switch: True}), seed=2, progress=False)
+    losses = [(h["train_loss"], g["train_loss"]) for h, g in zip(plain.history,
+                                                                  switched.history)]
+    assert all(abs(a - b) <= 0.02 * a for a, b in losses), losses
+    assert switched.metrics["dice"] == pytest.approx(plain.metrics["dice"], abs=0.02)
+    assert switched.metrics["val_loss"] == pytest.approx(plain.metrics["val_loss"], rel=0.02)
 
 
 def test_resume_matches_uninterrupted(data, tmp_path):

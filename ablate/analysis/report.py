@@ -28,9 +28,11 @@ from .tables import format_summary, write_tables
 #: Text columns of the runs table whose empty cells mean "nothing", not "missing number".
 #: Columns read back as text (a knob value such as widths "128,64" or pool "M" is never a number).
 _TEXT_COLUMNS = ("experiment", "variant", "status", "error", *KNOBS.names(), "dataset", "preset",
-                 "loss", "device", "torch", "git_commit", "metric_definition", "counter_units")
+                 "budget", "loss", "device", "torch", "git_commit", "metric_definition",
+                 "counter_units")
 
-_SETUP = (("Dataset", "dataset"), ("Image size", "image_size"), ("Epochs", "epochs"),
+_SETUP = (("Dataset", "dataset"), ("Image size", "image_size"), ("Budget", "budget"),
+          ("Epochs", "epochs"),
           ("Preset", "preset"), ("Loss", "loss"), ("Device", "device"), ("PyTorch", "torch"),
           ("Git commit", "git_commit"))
 

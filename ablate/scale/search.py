@@ -221,7 +221,7 @@ def _train(trial: optuna.Trial, worker: _Worker, variant: Variant) -> dict[str, 
         if len(spec.objectives) == 1:
             trial.report(float(scores[spec.metric]), epoch)
             if trial.should_prune():
-                raise runner.Pruned(f"pruned after epoch {epoch} of {spec.config.epochs}: "
+                raise runner.Pruned(f"pruned after epoch {epoch} of {spec.config.budget_label}: "
                                     f"{spec.metric} {scores[spec.metric]:.4f}")
 
     out = runner.run_dir(worker.exp_dir, variant, spec.seed)

@@ -91,9 +91,10 @@ PRUNERS: Registry = Registry("pruner")
 PRUNERS.register("none", help="never prune")(lambda epochs, **options: optuna.pruners.NopPruner())
 PRUNERS.register("median", help="MedianPruner: below the median of earlier trials at an epoch")(
     lambda epochs, **options: optuna.pruners.MedianPruner(**options))
-PRUNERS.register("hyperband", help="HyperbandPruner over 1..epochs epochs")(
+PRUNERS.register("hyperband", help="HyperbandPruner over 1..epochs epochs (a budget in steps or "
+                 "images: the epochs seen in the first trial)")(
     lambda epochs, **options: optuna.pruners.HyperbandPruner(
-        **{"min_resource": 1, "max_resource": epochs, **options}))
+        **{"min_resource": 1, "max_resource": epochs or "auto", **options}))
 
 
 @dataclass(frozen=True)
@@ -171,7 +172,8 @@ class SearchSpec:
         return SAMPLERS.get(name)(**{"seed": seed, **dict(options)})
 
     def build_pruner(self) -> optuna.pruners.BasePruner:
-        """A new Optuna pruner of the file's ``pruner``, over ``config.epochs`` epochs."""
+        """A new Optuna pruner of the file's ``pruner``, over ``config.epochs`` epochs (None
+        for a budget in steps or images)."""
         name, options = self.pruner
         return PRUNERS.get(name)(self.config.epochs, **dict(options))
 
