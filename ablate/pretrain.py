@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .config import load_config
+from .config import TrainConfig, load_config
 from .data import BatchLoader, DataSpec, load_dataset
 from .env import resolve_device
 from .files import atomic_path
@@ -71,15 +71,17 @@ def encoder_state(name: str, encoder: str, image_size: int, in_channels: int = 3
     differently); the cache file is keyed by everything that decides them.
     """
     recipe: InitRecipe = INITS.get(name)
+    config = _config(recipe, image_size, device)
+    settings = {k: v for k, v in config.to_dict().items() if k != "device"}
     key = json.dumps({"version": _VERSION, "name": name, "recipe": asdict(recipe),
-                      "encoder": encoder, "image_size": image_size, "in_channels": in_channels},
-                     sort_keys=True, default=str)
+                      "config": settings, "encoder": encoder, "image_size": image_size,
+                      "in_channels": in_channels}, sort_keys=True, default=str)
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     path = (Path(cache_dir) / "init" / f"{name}-{encoder}-{image_size}px-{digest}.pt"
             if cache_dir is not None else None)
     if path is not None and path.is_file():
         return torch.load(path, map_location="cpu", weights_only=True)
-    state = _make(recipe, encoder, image_size, in_channels, device, cache_dir)
+    state = _make(recipe, config, encoder, in_channels, cache_dir)
     if path is not None:
         with atomic_path(path) as tmp:
             torch.save(state, tmp)
@@ -96,14 +98,18 @@ def load_encoder_init(model: nn.Module, state: Mapping[str, torch.Tensor], name:
                          f"{missing[:5]}, unexpected {unexpected[:5]}")
 
 
-def _make(recipe: InitRecipe, encoder: str, image_size: int, in_channels: int, device: str,
-          cache_dir: str | Path | None) -> dict[str, torch.Tensor]:
-    """Train the recipe's network once and return its encoder's weights (on the CPU)."""
+def _config(recipe: InitRecipe, image_size: int, device: str) -> TrainConfig:
+    """The recipe's training settings on top of the quick preset (its speed switches too)."""
     settings = {**dict(recipe.train), "image_size": image_size, "device": device, "samples": 0,
                 "encoder_init": None}  # an init starts from random weights
-    config = load_config("quick", **settings)
-    info, splits = load_dataset(DataSpec(recipe.dataset, None, image_size, recipe.options),
-                                cache_dir)
+    return load_config("quick", **settings)
+
+
+def _make(recipe: InitRecipe, config: TrainConfig, encoder: str, in_channels: int,
+          cache_dir: str | Path | None) -> dict[str, torch.Tensor]:
+    """Train the recipe's network once and return its encoder's weights (on the CPU)."""
+    info, splits = load_dataset(DataSpec(recipe.dataset, None, config.image_size,
+                                         recipe.options), cache_dir)
     if info.in_channels != in_channels:
         raise ValueError(f"encoder init data has {info.in_channels} input channels, the study "
                          f"{in_channels}; allowed: an init made from data like the study's")
