@@ -250,12 +250,22 @@ def is_finished(path: Path, key: str, retry_failed: bool) -> bool:
 
 
 def collect_runs(exp_dir: Path, exp: Experiment) -> pd.DataFrame:
-    """The runs table: one row per (variant, seed) of ``exp`` that has a row file."""
+    """The runs table: one row per (variant, seed) of ``exp`` that has a row file.
+
+    A finished run's convergence columns are judged again from its ``history.csv`` on the
+    experiment's metric: a run reused from a study that compared another metric (the run key
+    leaves the metric out, since it does not change training) is judged on this one.
+    """
     rows = []
     for variant, seed in exp.runs():
-        row_file = run_dir(exp_dir, variant, seed) / "row.json"
-        if row_file.is_file():
-            rows.append(json.loads(row_file.read_text()))
+        out = run_dir(exp_dir, variant, seed)
+        if not (out / "row.json").is_file():
+            continue
+        row = read_row(out)
+        if row.get("status") == "ok" and (out / "history.csv").is_file():
+            history = pd.read_csv(out / "history.csv").to_dict("records")
+            row.update(judge(history, exp.metric, METRICS.get(exp.metric).better).row())
+        rows.append(row)
     frame = pd.DataFrame(rows)
     known = columns()
     extra = [c for c in frame.columns if c not in known]

@@ -213,3 +213,23 @@ def test_a_registered_metric_reaches_history_row_summary_and_report(workdir, for
     assert "Foreground share" in report and "predicted foreground pixels" in report
     assert "fg_share" in (exp_dir / "summary.md").read_text() or "Foreground share" in (
         exp_dir / "summary.md").read_text()
+
+
+def test_a_reused_run_is_judged_on_the_experiments_metric(workdir):
+    """The run key leaves the metric out (it does not change training), so a study that compares
+    another metric reuses the runs; their convergence columns are judged again on its metric."""
+    from ablate.convergence import judge
+
+    path = _write(workdir, variants="  - {pool: MAA}", epochs=6)
+    assert main(["run", str(path), "--results", "res"]) == 0
+    on_dice = pd.read_csv(workdir / "res" / "tiny" / "runs.csv")
+    path.write_text(path.read_text() + "metric: val_loss\n")
+    assert main(["run", str(path), "--results", "res"]) == 0
+    on_loss = pd.read_csv(workdir / "res" / "tiny" / "runs.csv")
+    assert (on_loss.train_time_s == on_dice.train_time_s).all()  # reused, not trained again
+    for _, row in on_loss.iterrows():
+        history = pd.read_csv(run_dir(workdir / "res" / "tiny", row.variant, row.seed)
+                              / "history.csv").to_dict("records")
+        expected = judge(history, "val_loss", "min")
+        assert row.conv_gain == pytest.approx(expected.conv_gain)
+        assert row.conv_gain != pytest.approx(judge(history, "dice", "max").conv_gain)
