@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from types import SimpleNamespace
 
 import optuna
 from optuna.trial import TrialState
 
+from ablate.scale import ledger as ledger_module
 from ablate.scale.ledger import LOST_ATTR, Ledger
 from ablate.scale.storage import open_store
 
@@ -74,15 +76,16 @@ def test_a_slot_taken_over_is_settled_before_any_new_trial(storage, fast):
     assert again.trial.params == {"x": x}
 
 
-def test_a_running_trial_nobody_took_fails_after_the_grace_period(storage):
-    ledger = _study(storage("untaken"), "untaken", {"heartbeat": 0.1, "grace": 0.5})
+def test_a_running_trial_nobody_took_fails_after_the_grace_period(storage, fast, monkeypatch):
+    ledger = _study(storage("untaken"), "untaken", fast)
     untaken = ledger.study.ask()  # as a worker killed before its first heartbeat leaves it
     taken = ledger.take("0", "alive")  # alive while its slot beats: not judged by its age
-    ledger.fail_untaken()
-    assert ledger.study.trials[untaken.number].state == TrialState.RUNNING  # it may still beat
-    time.sleep(0.6)
-    ledger.fail_untaken()
-    trials = ledger.study.trials
-    assert trials[untaken.number].state == TrialState.FAIL
-    assert "never sent a heartbeat" in trials[untaken.number].system_attrs[LOST_ATTR]
-    assert trials[taken.trial.number].state == TrialState.RUNNING
+    started = ledger.study.trials[untaken.number].datetime_start.timestamp()
+    for age, state in ((fast["grace"] - 0.5, TrialState.RUNNING),  # it may still beat
+                       (fast["grace"] + 0.5, TrialState.FAIL)):
+        monkeypatch.setattr(ledger_module, "time", SimpleNamespace(time=lambda a=age: started + a))
+        ledger.fail_untaken()
+        assert ledger.study.trials[untaken.number].state == state, age
+    lost = ledger.study.trials[untaken.number]
+    assert "never sent a heartbeat" in lost.system_attrs[LOST_ATTR]
+    assert ledger.study.trials[taken.trial.number].state == TrialState.RUNNING
