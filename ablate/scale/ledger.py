@@ -37,10 +37,9 @@ RETRY_HISTORY = "retry_history"
 
 @dataclass(frozen=True)
 class Taken:
-    """A trial taken for ``slot``; ``retry_of`` is the lost trial it repeats, if any."""
+    """A trial taken for a slot; ``retry_of`` is the lost trial it repeats, if any."""
 
     trial: optuna.Trial
-    slot: str
     retry_of: int | None
 
 
@@ -110,7 +109,7 @@ class Ledger:
         except UpdateFinishedTrialError:
             return None
         fault_point("trial-running")
-        return Taken(optuna.Trial(self.study, trial_id), slot,
+        return Taken(optuna.Trial(self.study, trial_id),
                      (frozen.system_attrs.get(RETRY_HISTORY) or [None])[-1])
 
     def _fail(self, number: int, why: str) -> FrozenTrial | None:
