@@ -282,12 +282,13 @@ def _add_pool_parsers(sub) -> None:
                                               "--experiment), journal:PATH, "
                                               "postgresql+psycopg://USER@HOST/DB")
         parser.add_argument("--results", type=Path, default=Path("results"), help="results root")
-        parser.add_argument("--heartbeat", type=int, default=DEFAULT_HEARTBEAT_S,
-                            help="seconds between heartbeats of a running trial (default "
+        parser.add_argument("--heartbeat", type=float, default=DEFAULT_HEARTBEAT_S,
+                            help="seconds between a worker's heartbeats (default "
                                  f"{DEFAULT_HEARTBEAT_S})")
-        parser.add_argument("--grace", type=int, help="seconds without a heartbeat before a "
-                                                      "trial is lost and retried (default 2 x "
-                                                      "heartbeat)")
+        parser.add_argument("--grace", type=float,
+                            help="seconds without heartbeats before a worker is taken for dead: "
+                                 "its slot or run is taken over, its trial failed and retried "
+                                 "(default 2 x heartbeat)")
 
 
 def build_parser() -> argparse.ArgumentParser:

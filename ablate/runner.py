@@ -33,6 +33,7 @@ from .convergence import judge
 from .data import DatasetInfo, DataSpec, Split, load_dataset
 from .env import environment, resolve_device
 from .experiment import Experiment
+from .faults import fault_point
 from .files import atomic_path, write_text
 from .metrics import METRICS, definitions
 from .models.model import build_model
@@ -182,13 +183,14 @@ def run_cell(exp: Experiment, variant: Variant, seed: int,
 
     def hook(epoch: int, scores: dict[str, float]) -> None:
         last.update(scores, epoch=epoch)
-        on_epoch(epoch, scores)
+        fault_point("epoch-end")
+        if on_epoch is not None:
+            on_epoch(epoch, scores)
 
     start = time.perf_counter()
     try:
         row = run_one(variant, data, exp.config, seed, out, exp.profile_size, exp.name,
-                      exp.preset, progress, on_epoch=None if on_epoch is None else hook,
-                      metric=exp.metric)
+                      exp.preset, progress, on_epoch=hook, metric=exp.metric)
     except Pruned as exc:
         info = data[0]
         row = base_row(variant, seed, exp.name, exp.preset, exp.config)
@@ -275,6 +277,7 @@ def collect_runs(exp_dir: Path, exp: Experiment) -> pd.DataFrame:
 def write_runs(exp_dir: Path, runs: pd.DataFrame, stem: str = "runs") -> None:
     """``<stem>.csv`` and ``<stem>.parquet``, each replaced atomically."""
     write_text(exp_dir / f"{stem}.csv", runs.to_csv(index=False))
+    fault_point("runs-table")
     with atomic_path(exp_dir / f"{stem}.parquet") as tmp:
         runs.to_parquet(tmp, index=False)
 

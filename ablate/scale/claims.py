@@ -3,11 +3,12 @@
 A worker takes a key so that no other worker holds it (a grid cell, a search variant, a slot
 among the asked trials). A claim is held by an owner, kept alive by heartbeats (``beating``),
 finished (``done``, with an optional JSON result) or released, and a claim whose holder stopped
-beating for ``grace`` seconds can be taken over. In an RDB it is one row of the
-``ablate_claims`` table, taken by a primary-key insert or a conditional ``UPDATE`` whose row
-count says who won (``RDBClaims``); beside a journal file it is one JSON file changed under
-Optuna's journal file lock (``FileClaims``). Heartbeat times come from each worker's clock: keep
-machines in NTP sync and ``grace`` well above any clock skew.
+beating for ``grace`` seconds can be taken over. ``take`` records a key as done at once, for
+the one caller that gets there first (a search trial, run by one worker, never by two). In an
+RDB a claim is one row of the ``ablate_claims`` table, taken by a primary-key insert or a
+conditional ``UPDATE`` whose row count says who won (``RDBClaims``); beside a journal file it
+is one JSON file changed under Optuna's journal file lock (``FileClaims``). Heartbeat times come
+from each worker's clock: keep machines in NTP sync and ``grace`` well above any clock skew.
 
 ``Store.claims`` (``ablate.scale.storage``) opens the right kind for a storage URL.
 """
@@ -62,6 +63,11 @@ class Claims:
         ``takeover`` (a retried trial taking its dead predecessor's hold). A ``done`` key is never
         taken again.
         """
+        raise NotImplementedError
+
+    def take(self, key: str, owner: str, result: str | None = None) -> bool:
+        """Record ``key`` as done by ``owner`` with a JSON ``result`` if nobody has it yet; True
+        for the one caller that recorded it (a running or done key is never taken)."""
         raise NotImplementedError
 
     def beat(self, key: str, owner: str) -> bool:
@@ -128,12 +134,17 @@ class RDBClaims(Claims):
                 .where(self._where(key), _TABLE.c.state == "running",
                        _TABLE.c.owner.in_(holders) | (_TABLE.c.beat < now - self.grace))
                 .values(owner=owner, beat=now)).rowcount
-        if taken == 1:
-            return True
+        return taken == 1 or self._insert(key, "running", owner, now, None)
+
+    def take(self, key: str, owner: str, result: str | None = None) -> bool:
+        return self._insert(key, "done", owner, time.time(), result)
+
+    def _insert(self, key: str, state: str, owner: str, beat: float, result: str | None) -> bool:
+        """One primary-key insert: the database lets exactly one of racing workers add the row."""
         try:
             with self._engine.begin() as conn:
-                conn.execute(_TABLE.insert().values(namespace=self.namespace, key=key,
-                                                    state="running", owner=owner, beat=now))
+                conn.execute(_TABLE.insert().values(namespace=self.namespace, key=key, state=state,
+                                                    owner=owner, beat=beat, result=result))
         except sa.exc.IntegrityError:
             return False
         return True
@@ -193,6 +204,13 @@ class FileClaims(Claims):
                     held["owner"] not in (owner, takeover) and held["beat"] >= now - self.grace)):
                 return False
             claims[key] = {"state": "running", "owner": owner, "beat": now, "result": None}
+            return True
+
+    def take(self, key: str, owner: str, result: str | None = None) -> bool:
+        with self._locked() as claims:
+            if key in claims:
+                return False
+            claims[key] = {"state": "done", "owner": owner, "beat": time.time(), "result": result}
             return True
 
     def _update(self, key: str, owner: str, **values: Any) -> bool:

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from .. import runner
 from ..data import load_dataset
 from ..experiment import Experiment
+from ..faults import fault_point
 from ..files import write_text
 from .claims import Claim, worker_id
 from .pool import work_pool
@@ -68,6 +69,7 @@ def run_grid(exp: Experiment, store: Store, results_dir: str | Path = "results",
             data = load_dataset(spec, cache_dir)
         ran[cell] = runner.run_cell(exp, variant, seed, data,
                                     runner.run_dir(exp_dir, variant, seed), key, progress=False)
+        fault_point("row-written")
         return runner.row_text(ran[cell])
 
     def finished(cell: str, result: str, kept: bool) -> None:

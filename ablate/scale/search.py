@@ -3,8 +3,9 @@
 A search file (``ablate.scale.search_spec``) names the space, objectives, sampler and pruner;
 ``run_search`` works on its study with any number of other workers on one store
 (``ablate.scale.storage``): each free slot among the asked trials is claimed by one worker
-(``ablate.scale.pool``), so the study ends with exactly ``trials`` complete trials, and no
-variant is trained twice.
+(``ablate.scale.pool``) and every trial is taken for a slot by one worker
+(``ablate.scale.ledger``), so the study ends with exactly ``trials`` complete trials, no trial
+runs twice, and no variant is trained twice.
 
 How a trial ends (``status`` in ``trials.csv``; only ``ok`` counts towards ``trials``):
 
@@ -13,7 +14,7 @@ How a trial ends (``status`` in ``trials.csv``; only ``ok`` counts towards ``tri
     skipped  not trained (PRUNED): over the GMACs budget (profiled on a throw-away copy), an
              invalid knob combination, or a variant another trial of the study already ran
     failed   training failed (non-finite loss, out of memory, ...): FAIL
-    lost     its worker stopped sending heartbeats (killed): FAIL, and retried as a new trial
+    lost     its worker died (its slot's heartbeats stopped): FAIL, and retried as a new trial
 
 A trial trains its variant through ``ablate.runner.run_cell``, as ``ablate run`` does (same
 folder, resume, row reuse), with the pruner as its ``on_epoch`` hook. Every trial stores its
@@ -33,19 +34,21 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import optuna
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 from tqdm.auto import tqdm
 
 from .. import runner
 from ..data import load_dataset
+from ..faults import fault_point
 from ..models.variant import Variant
 from .claims import Claim, Claims, beating, worker_id
+from .ledger import LOST_ATTR, Ledger, Taken
 from .pool import work_pool
 from .search_spec import OBJECTIVES, SearchSpec, parse_search
-from .storage import Store, fail_stale_trials
+from .storage import Store
 
 _SPEC_ATTR = "ablate:search"
-_CLAIM_ATTR = "claim_owner"
 
 
 def default_storage(name: str, results_dir: str | Path = "results") -> str:
@@ -119,15 +122,16 @@ def run_search(spec: SearchSpec, store: Store, results_dir: str | Path = "result
     """Work on the study until it has ``spec.trials`` complete trials; return how many it has.
 
     Any number of workers (processes, machines) can run this on one store at once: each free
-    slot among the asked trials is claimed by one worker, so the study ends with exactly
-    ``spec.trials`` complete trials, and no variant is trained twice. Stops early, with fewer,
-    once the study holds ``spec.max_trials`` finished trials.
+    slot among the asked trials is claimed by one worker and filled by one trial taken for it,
+    so the study ends with exactly ``spec.trials`` complete trials, no trial runs twice, and no
+    variant is trained twice. Stops early, with fewer, once the study holds ``spec.max_trials``
+    finished trials.
     """
     exp_dir = Path(results_dir) / spec.name
     exp_dir.mkdir(parents=True, exist_ok=True)
     study = open_study(spec, store, sampler_seed)
     log = log or tqdm.write
-    slots = store.claims(f"search/{spec.name}/slots")
+    ledger = Ledger(study, store)
     me = worker_id()
     _enqueue_baseline(spec, store, study, me)
     worker = _Worker(spec, store, exp_dir, load_dataset(spec.data_spec, cache_dir))
@@ -135,7 +139,7 @@ def run_search(spec: SearchSpec, store: Store, results_dir: str | Path = "result
                disable=None if progress is None else not progress)
 
     def stop(held: Mapping[str, Claim]) -> bool:
-        fail_stale_trials(study)
+        ledger.fail_untaken()
         trials = study.get_trials(deepcopy=False)
         complete = sum(t.state == TrialState.COMPLETE for t in trials)
         bar.update(min(complete, spec.trials) - bar.n)
@@ -148,24 +152,48 @@ def run_search(spec: SearchSpec, store: Store, results_dir: str | Path = "result
         return False
 
     def one_trial(slot: str) -> str | None:
-        """Run one trial; its number finishes the slot when it completed, else it is freed."""
-        ended: dict[str, Any] = {}
-        try:
-            study.optimize(lambda trial: _objective(trial, worker), n_trials=1,
-                           catch=(_RunFailed,), callbacks=[lambda _, t: ended.update(trial=t)])
-        except optuna.exceptions.UpdateFinishedTrialError:
-            log(f"{spec.name}: a trial of this worker was failed as lost (its heartbeats were "
-                "late) and is retried by the pool")
-        trial = ended.get("trial")
+        """Fill ``slot``: with a trial that completed in it, or by running one; its number
+        finishes the slot when it completed, else the slot is freed."""
+        done = ledger.settle(slot)
+        if done is not None:
+            log(f"{spec.name}: trial {done} had completed in slot {slot}; its worker died "
+                "before the slot was marked done")
+            return str(done)
+        trial = _run_trial(study, ledger.take(slot, me), worker, log)
+        fault_point("trial-told")
         if trial is None or trial.state != TrialState.COMPLETE:
             return None
         bar.set_postfix_str(f"trial {trial.number} {trial.user_attrs.get('variant')}")
         return str(trial.number)
 
-    work_pool(slots, [str(i) for i in range(spec.trials)], one_trial, owner=me,
+    work_pool(ledger.slots, [str(i) for i in range(spec.trials)], one_trial, owner=me,
               heartbeat=store.heartbeat, stop=stop)
     bar.close()
     return sum(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False))
+
+
+def _run_trial(study: optuna.Study, taken: Taken, worker: _Worker,
+               log: Callable[[str], None]) -> optuna.trial.FrozenTrial | None:
+    """Run the objective on a taken trial and tell the study how it ended; None when another
+    worker failed it as lost meanwhile (this worker's slot went silent for ``grace``)."""
+    trial, values, state = taken.trial, None, TrialState.COMPLETE
+    try:
+        values = _objective(taken, worker)
+    except optuna.TrialPruned:
+        state = TrialState.PRUNED
+    except _RunFailed:
+        state = TrialState.FAIL
+    except UpdateFinishedTrialError:
+        state = None
+    except BaseException:
+        study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+        raise
+    ended = None if state is None else study.tell(trial, values, state, skip_if_finished=True)
+    if ended is None or ended.state == TrialState.FAIL and LOST_ATTR in ended.system_attrs:
+        log(f"{worker.spec.name}: trial {trial.number} of this worker was failed as lost (its "
+            "slot's heartbeats were late); a retry runs it")
+        return None
+    return ended
 
 
 def _enqueue_baseline(spec: SearchSpec, store: Store, study: optuna.Study, me: str) -> None:
@@ -177,9 +205,12 @@ def _enqueue_baseline(spec: SearchSpec, store: Store, study: optuna.Study, me: s
         meta.finish("baseline enqueued", me)
 
 
-def _objective(trial: optuna.Trial, worker: _Worker) -> float | list[float]:
-    """One trial: parameters -> variant -> budget and duplicate checks -> train -> values."""
-    spec = worker.spec
+def _objective(taken: Taken, worker: _Worker) -> float | list[float]:
+    """One trial: parameters -> variant -> budget and duplicate checks -> train -> values.
+
+    A retry takes the variant over from the lost trial it repeats; when that one had already
+    finished the variant, ``run_cell`` finds its row and nothing is trained again."""
+    spec, trial = worker.spec, taken.trial
     params = {p.name: trial.suggest_categorical(p.name, list(p.choices)) for p in spec.space}
     try:
         variant = spec.variant(params)
@@ -194,14 +225,16 @@ def _objective(trial: optuna.Trial, worker: _Worker) -> float | list[float]:
             _end(trial, row, "skipped", f"over budget: {prof['gmacs_thop']:.4g} GMACs > "
                                         f"budget_gmacs={spec.budget_gmacs:g} (not trained)")
     owner = f"trial {trial.number}"
-    if not worker.variants.claim(variant.id, owner, takeover=trial.user_attrs.get(_CLAIM_ATTR)):
+    lost = None if taken.retry_of is None else f"trial {taken.retry_of}"
+    if not worker.variants.claim(variant.id, owner, takeover=lost):
         held = worker.variants.all().get(variant.id)
         done = held is not None and held.state == "done"
-        _end(trial, row, "skipped", f"duplicate: {held.owner if held else 'another trial'} "
-                                    f"{'ran' if done else 'is running'} this variant")
-    trial.set_user_attr(_CLAIM_ATTR, owner)  # a retry of this trial takes the claim over
+        if not (done and held.owner == lost):
+            _end(trial, row, "skipped", f"duplicate: {held.owner if held else 'another trial'} "
+                                        f"{'ran' if done else 'is running'} this variant")
     with beating(worker.store.heartbeat, (worker.variants, variant.id, owner)):
         row = _train(trial, worker, variant)
+        fault_point("row-written")
         _store_row(trial, row)
         worker.variants.finish(variant.id, owner)
     if row["status"] == "pruned":
@@ -237,7 +270,10 @@ def _end(trial: optuna.Trial, row: dict[str, Any] | None, status: str, reason: s
 
 
 def _store_row(trial: optuna.Trial, row: Mapping[str, Any]) -> None:
-    for key, value in row.items():
+    """The row as user attributes, one statement each (a worker can die half-way)."""
+    for i, (key, value) in enumerate(row.items()):
+        if i == len(row) // 2:
+            fault_point("row-half-stored")
         trial.set_user_attr(key, _json_safe(value))
 
 

@@ -22,34 +22,44 @@ from .. import runner
 from ..analysis.report import write_report
 from ..convergence import is_converged
 from ..files import write_text
+from .ledger import LOST_ATTR, RETRY_HISTORY
 from .search_spec import OBJECTIVES, SearchSpec
 from .storage import Store, redact
 
 
 def trials_table(study: optuna.Study, spec: SearchSpec) -> pd.DataFrame:
     """One row per trial: ``trial``, ``trial_state``, the run-row columns, ``retry_of``, and
-    ``param_<name>`` per searched parameter."""
+    ``param_<name>`` per searched parameter.
+
+    A RUNNING or WAITING trial is ``running`` or ``waiting`` and a trial failed as lost
+    (``ablate.scale.ledger``) ``lost``, whatever row its worker stored before dying; a lost
+    trial names its retry once the retry has been taken (not while it waits)."""
     trials = study.get_trials(deepcopy=False)
     retried_as = {}
     for t in trials:
-        history = t.system_attrs.get("retry_history") or []
+        history = t.system_attrs.get(RETRY_HISTORY) or []
         if history:
-            retried_as[history[-1]] = t.number
+            retried_as[history[-1]] = t
     names = list(dict.fromkeys(k for t in trials for k in t.distributions))
     rows = []
     for t in trials:
         row = {"trial": t.number, "trial_state": t.state.name,
                **{c: t.user_attrs.get(c) for c in runner.columns()}}
-        history = t.system_attrs.get("retry_history") or []
+        history = t.system_attrs.get(RETRY_HISTORY) or []
         row["retry_of"] = history[-1] if history else None
         row.update({f"param_{n}": t.params.get(n) for n in names})
-        if t.state == TrialState.FAIL and row["status"] != "failed" or row["status"] is None:
-            row["status"] = {TrialState.RUNNING: "running", TrialState.WAITING: "waiting"}.get(
-                t.state, "lost")
-            if row["status"] == "lost":
+        unended = {TrialState.RUNNING: "running", TrialState.WAITING: "waiting"}.get(t.state)
+        lost = t.state.is_finished() and (row["status"] is None or t.state == TrialState.FAIL and (
+            LOST_ATTR in t.system_attrs or row["status"] != "failed"))
+        if unended or lost:
+            row["status"] = unended or "lost"
+            row["error"] = None
+            if lost:
                 again = retried_as.get(t.number)
-                row["error"] = ("its worker stopped sending heartbeats"
-                                + (f"; retried as trial {again}" if again is not None else ""))
+                row["error"] = (t.system_attrs.get(LOST_ATTR, "its worker stopped sending "
+                                                              "heartbeats")
+                                + (f"; retried as trial {again.number}" if again is not None
+                                   and again.state != TrialState.WAITING else ""))
             if len(t.params) == len(spec.space):
                 try:
                     row["variant"] = spec.variant(t.params).id

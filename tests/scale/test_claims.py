@@ -1,5 +1,5 @@
-"""Tests of ablate.scale.claims: atomic claims on SQLite and beside a journal file, and two
-processes racing for the same keys."""
+"""Tests of ablate.scale.claims: atomic claims and takes on SQLite and beside a journal file,
+and two processes racing for the same keys."""
 
 from __future__ import annotations
 
@@ -41,6 +41,20 @@ def test_claims_are_exclusive_go_stale_and_are_never_retaken_once_done(tmp_path,
     assert set(open_store(_urls(tmp_path)[kind]).claims("other").all()) == set()
 
 
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_a_key_is_taken_once_and_for_all(tmp_path, kind):
+    claims = open_store(_urls(tmp_path)[kind], heartbeat=1).claims("takes")
+    claims.grace = 0.1
+    assert claims.take("7", "w1", '{"slot": "0"}')
+    assert not claims.take("7", "w2") and not claims.take("7", "w1")  # not even by its taker
+    time.sleep(0.2)
+    assert not claims.claim("7", "w2")  # done: never stale, never claimed
+    assert claims.claim("8", "w1") and not claims.take("8", "w2")  # a running key is held
+    held = claims.all()["7"]
+    assert (held.state, held.owner, held.result, held.stale) == ("done", "w1", '{"slot": "0"}',
+                                                                 False)
+
+
 RACE = """
 import json, random, sys, time
 from pathlib import Path
@@ -51,10 +65,11 @@ keys = [str(i) for i in range(n)]
 random.Random(me).shuffle(keys)  # different orders: the processes collide on many keys
 won = []
 for b, claims in enumerate(stores):
-    (barrier / f"{b}-{me}").touch()
-    while len(list(barrier.glob(f"{b}-*"))) < 2:  # start each race together
-        time.sleep(0.001)
-    won.append([k for k in keys if claims.claim(k, me)])
+    for verb in (claims.claim, claims.take):
+        (barrier / f"{b}-{verb.__name__}-{me}").touch()
+        while len(list(barrier.glob(f"{b}-{verb.__name__}-*"))) < 2:  # start each race together
+            time.sleep(0.001)
+        won.append([k for k in keys if verb(k if verb == claims.claim else f"t{k}", me)])
 print(json.dumps(won))
 """
 
@@ -69,8 +84,10 @@ def test_two_processes_racing_for_the_same_keys_never_both_win(tmp_path):
              for i in range(2)]
     won = [json.loads(p.communicate(timeout=120)[0]) for p in procs]
     assert all(p.returncode == 0 for p in procs)
-    for b, url in enumerate(urls):
-        first, second = set(won[0][b]), set(won[1][b])
-        assert not first & second and first | second == {str(i) for i in range(n)}, url
-        owners = {k: c.owner for k, c in open_store(url).claims("race").all().items()}
-        assert owners == {k: f"w{i}" for i, keys in enumerate((first, second)) for k in keys}
+    for race, (url, verb) in enumerate((u, v) for u in urls for v in ("claim", "take")):
+        first, second = set(won[0][race]), set(won[1][race])
+        assert not first & second and first | second == {str(i) for i in range(n)}, (url, verb)
+        owners = {k: c.owner for k, c in open_store(url).claims("race").all().items()
+                  if (verb == "take") == k.startswith("t")}
+        assert owners == {("t" if verb == "take" else "") + k: f"w{i}"
+                          for i, keys in enumerate((first, second)) for k in keys}, (url, verb)

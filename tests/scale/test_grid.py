@@ -1,17 +1,23 @@
-"""Tests of ablate.scale.grid: real grid workers run every cell exactly once, and a grid cell
-goes through the same ``runner.run_cell`` as ``ablate run`` (each reuses the other's row)."""
+"""Tests of ablate.scale.grid: real grid workers run every cell exactly once, also with a worker
+killed at every fault point (``ablate.faults``) on every storage, and a grid cell goes through
+the same ``runner.run_cell`` as ``ablate run`` (each reuses the other's row)."""
 
 from __future__ import annotations
 
 import json
+import time
+from collections import Counter
+from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
 from ablate import runner
+from ablate.data import load_dataset
 from ablate.experiment import parse_experiment
-from ablate.scale.grid import run_grid
+from ablate.faults import FAULTS
+from ablate.scale.grid import cell_key, run_grid
 from ablate.scale.storage import open_store
 
 
@@ -63,3 +69,48 @@ def test_a_grid_cell_and_ablate_run_share_one_row_through_run_cell(tmp_path, mon
     third = run_grid(exp, fresh, results, progress=False, cache_dir=cache, log=logs.append)
     assert cells == [exp.baseline.id] * 2  # the new pool's worker found the row: not retrained
     assert list(third["wall_s"]) == [row["wall_s"]] and json.loads(row_file.read_text()) == row
+
+
+GRID_FAULTS = [p for p in FAULTS.names() if "grid" in FAULTS.meta(p)["where"]]
+
+
+def test_a_grid_worker_killed_at_any_fault_point_leaves_every_cell_run_once(
+        storage, tiny, fast, fast_tmp, fake_training, fork, ended):
+    """Per fault point, a grid worker dies there; then two more finish the grid together."""
+    results, cache, go = fast_tmp / "results", fast_tmp / "cache", fast_tmp / "go"
+    exps = {p: parse_experiment({"name": f"grid-{p}", "dataset": tiny()["dataset"],
+                                 "preset": "quick", "train": {**tiny()["train"], "epochs": 2},
+                                 "seeds": [0], "baseline": {"widths": [16, 8, 8, 8]},
+                                 "variants": [{"pool": "MAA"}], "profile_size": 32}, p)
+            for p in GRID_FAULTS}
+    load_dataset(runner.data_spec(exps["epoch-end"]), cache)  # decoded once, before any fork
+
+    def start(point: str, fault: str | None = None, go: Path | None = None) -> int:
+        def work() -> None:
+            while go is not None and not go.exists():
+                time.sleep(0.01)
+            exp = exps[point]
+            run_grid(exp, open_store(storage(exp.name), **fast), results, progress=False,
+                     cache_dir=cache, log=lambda line: None)
+        return fork(work, fault)
+
+    victims = {p: start(p, fault=p) for p in exps}
+    assert {p: ended(pid) for p, pid in victims.items()} == dict.fromkeys(exps, "killed")
+    time.sleep(fast["grace"])  # every victim's claims are stale now
+    heirs = {p: [start(p, go=go) for _ in range(2)] for p in exps}
+    go.touch()
+    assert {p: [ended(pid) for pid in pids] for p, pids in heirs.items()} == \
+        dict.fromkeys(exps, ["exit 0", "exit 0"])
+    trained = fake_training()
+    for point, exp in exps.items():
+        cells = {f"{exp.name} {v.id} seed{s}": cell_key(v.id, s, runner.run_key(
+            v, runner.data_spec(exp), exp.config, s, exp.profile_size)) for v, s in exp.runs()}
+        assert Counter({k: trained[k] for k in cells}) == Counter(dict.fromkeys(cells, 1)), point
+        held = open_store(storage(exp.name)).claims(f"grid/{exp.name}").all()
+        assert {held[k].state for k in cells.values()} == {"done"}, point
+        runs = pd.read_csv(results / exp.name / "runs.csv")
+        assert sorted(runs["variant"] + " seed" + runs["seed"].astype(str)) == \
+            sorted(k.split(" ", 1)[1] for k in cells), point
+        assert (runs["status"] == "ok").all(), point
+        parquet = pd.read_parquet(results / exp.name / "runs.parquet")
+        assert parquet[["variant", "seed", "status"]].equals(runs[["variant", "seed", "status"]])

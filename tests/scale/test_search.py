@@ -1,17 +1,14 @@
 """Tests of ablate.scale.search: studies refuse other settings, the budget and the pruner,
-trials through the one ``runner.run_cell``, and real ``ablate worker`` processes sharing a study
-(SQLite, a journal file, PostgreSQL): exactly N trials, SIGKILL, no password in any output."""
+trials through the one ``runner.run_cell``, and workers sharing a study (SQLite, a journal file,
+PostgreSQL): exactly N trials with a worker killed at every fault point (``ablate.faults``),
+no trial taken twice by racing workers, no password in any output."""
 
 from __future__ import annotations
 
-import glob
 import json
 import os
-import shutil
+import re
 import signal
-import socket
-import subprocess
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -22,7 +19,10 @@ import pytest
 import yaml
 
 from ablate import runner
+from ablate.data import load_dataset
+from ablate.faults import FAULT_ENV, FAULTS
 from ablate.scale import search
+from ablate.scale.ledger import Ledger
 from ablate.scale.search import run_search
 from ablate.scale.search_report import epochs_saved, trials_table, write_search_report
 from ablate.scale.search_spec import load_search, parse_search
@@ -152,88 +152,132 @@ def test_two_workers_on_sqlite_finish_exactly_n_trials_without_duplicates(tmp_pa
 
 
 @pytest.mark.slow
-def test_a_worker_killed_mid_trial_loses_nothing(tmp_path, tiny, start_worker, finish_workers):
-    path = _search_file(tmp_path, tiny, trials=2)
+def test_a_worker_killed_mid_training_loses_nothing(tmp_path, tiny, start_worker, finish_workers):
+    path = _search_file(tmp_path, tiny, trials=2, train={**tiny()["train"], "epochs": 2})
     spec = load_search(path)
     url = f"journal:{tmp_path / 'journal.log'}"
-    first = start_worker(str(path), "--storage", url)
-    runs = tmp_path / "results" / spec.name / "runs"
-    deadline, killed = time.time() + 180, None
-    while killed is None and time.time() < deadline and first.poll() is None:
-        time.sleep(0.05)
-        if spec.name not in optuna.get_all_study_names(storage=open_store(url).optuna):
-            continue
-        study = optuna.load_study(study_name=spec.name, storage=open_store(url).optuna)
-        for t in study.get_trials(states=(optuna.trial.TrialState.RUNNING,)):
-            if len(t.params) < 2:
-                continue
-            if (runs / spec.variant(t.params).id / "seed0" / "run_key").is_file():
-                first.send_signal(signal.SIGKILL)  # training has started
-                killed = t.number
-    first.communicate()
-    assert killed is not None, "the first worker never reached a training trial"
+    first = start_worker(str(path), "--storage", url, env={FAULT_ENV: "epoch-end"})
+    first.communicate(timeout=300)
+    assert first.returncode == -signal.SIGKILL  # after the first epoch of its first trial
     finish_workers([start_worker(str(path), "--storage", url)])
     trials = _check_study(spec, url, 2)
-    lost = trials[killed]
+    lost = trials[0]  # the queued baseline
     assert lost.state == optuna.trial.TrialState.FAIL and "status" not in lost.user_attrs
-    retry = next(t for t in trials if t.system_attrs.get("failed_trial") == killed)
+    retry = next(t for t in trials if t.system_attrs.get("failed_trial") == 0)
     assert retry.state == optuna.trial.TrialState.COMPLETE and retry.params == lost.params
+    assert retry.user_attrs["epochs_run"] == 2
     table = trials_table(optuna.load_study(study_name=spec.name,
                                            storage=open_store(url).optuna), spec)
-    row = table.set_index("trial").loc[killed]
+    row = table.set_index("trial").loc[0]
     assert row["status"] == "lost" and row["error"].endswith(f"retried as trial {retry.number}")
-    assert row["variant"] == retry.user_attrs["variant"]
+    assert row["variant"] == retry.user_attrs["variant"] == spec.baseline.id
 
 
-def _pg_bin() -> Path | None:
-    found = shutil.which("pg_ctl")
-    if found:
-        return Path(found).resolve().parent
-    dirs = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
-    return Path(dirs[-1]).parent if dirs else None
+def _search_worker(spec, url: str, results: Path, cache: Path, fast: dict,
+                   report: bool = False, go: Path | None = None):
+    """What ``ablate worker`` (``report``: ``ablate search``) does, on fast heartbeats; once the
+    file ``go`` exists, when given (workers that start together)."""
+    def work() -> None:
+        while go is not None and not go.exists():
+            time.sleep(0.01)
+        store = open_store(url, **fast)
+        run_search(spec, store, results, progress=False, cache_dir=cache)
+        if report:
+            write_search_report(spec, store, results)
+    return work
 
 
-@pytest.fixture
-def postgres_url(tmp_path):
-    """A throw-away PostgreSQL cluster on 127.0.0.1 with a password; skipped when impossible."""
-    bindir = _pg_bin()
-    if bindir is None:
-        pytest.skip("no PostgreSQL server (initdb, pg_ctl): install Debian's postgresql "
-                    "package (.ci/postgres.sh does)")
-    pytest.importorskip("psycopg", reason="psycopg is not installed (pip install "
-                                          "'ablate[postgres]')")
-    user = {}
-    if os.geteuid() == 0:  # initdb refuses to run as root
-        try:
-            import pwd
+def _check_search_ended_exactly(spec, url: str, trained: Counter, table: pd.DataFrame,
+                                case: str) -> None:
+    """Exactly ``spec.trials`` complete trials, each variant trained to completion at most once,
+    nothing RUNNING, and ``table`` (trials.csv) agreeing with the storage: same trials and
+    states, ``ok`` for the complete ones only, and no retry named that never ran."""
+    study = optuna.load_study(study_name=spec.name, storage=open_store(url).optuna)
+    trials = study.get_trials()
+    state = {t.number: t.state.name for t in trials}
+    complete = [t.number for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == spec.trials, f"{case}: {len(complete)} complete: {state}"
+    runs = Counter({k.split()[1]: n for k, n in trained.items() if k.split()[0] == spec.name})
+    assert set(runs.values()) == {1}, f"{case}: trained twice: {runs}"
+    assert {trials[n].user_attrs["variant"] for n in complete} <= set(runs), case
+    assert "RUNNING" not in state.values(), f"{case}: {state}"
+    assert list(table["trial"]) == list(state), case
+    assert list(table["trial_state"]) == list(state.values()), f"{case}: trials.csv differs"
+    status = dict(zip(table["trial"], table["status"]))
+    assert [n for n, s in status.items() if s == "ok"] == complete, f"{case}: {status}"
+    assert all(state[n] == "FAIL" for n, s in status.items() if s == "lost"), case
+    assert all((state[n] == "WAITING") == (s == "waiting") for n, s in status.items()), case
+    named = [int(n) for e in table["error"].dropna() for n in re.findall(r"retried as trial "
+                                                                         r"(\d+)", e)]
+    assert all(state[n] in ("COMPLETE", "PRUNED", "FAIL") for n in named), f"{case}: {named}"
 
-            entry = pwd.getpwnam("postgres")
-        except KeyError:
-            pytest.skip("running as root and there is no 'postgres' user to run initdb as")
-        user = {"user": entry.pw_uid, "group": entry.pw_gid}
-    root = Path(tempfile.mkdtemp(prefix="ablate-pg-"))
-    data, password = root / "data", "s3cret-pw"
-    (root / "pw").write_text(password)
-    if user:
-        os.chown(root, user["user"], user["group"])
-        os.chown(root / "pw", user["user"], user["group"])
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    def run(*cmd: str) -> None:
-        subprocess.run(cmd, check=True, capture_output=True, text=True, **user)
 
-    try:
-        run(str(bindir / "initdb"), "-D", str(data), "-U", "ablate", f"--pwfile={root / 'pw'}",
-            "-A", "scram-sha-256")
-        run(str(bindir / "pg_ctl"), "-D", str(data), "-w", "-l", str(root / "log"),
-            "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1", "start")
-    except subprocess.CalledProcessError as exc:
-        shutil.rmtree(root, ignore_errors=True)
-        pytest.skip(f"could not start PostgreSQL: {exc.stderr.strip()[-300:]}")
-    yield f"postgresql+psycopg://ablate:{password}@127.0.0.1:{port}/postgres"
-    run(str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
-    shutil.rmtree(root, ignore_errors=True)
+SEARCH_FAULTS = [p for p in FAULTS.names() if "search" in FAULTS.meta(p)["where"]]
+
+
+def test_a_worker_killed_at_any_fault_point_leaves_exactly_n_trials(storage, tiny, fast, fast_tmp,
+                                                                     fake_training, fork, ended):
+    """Per fault point, a worker (as ``ablate search``) dies there; then two more finish the
+    study together (one of them takes the dead worker's slot over while the other runs)."""
+    results, cache = fast_tmp / "results", fast_tmp / "cache"
+    specs = {p: parse_search(tiny(**{**POOL, "study": f"fault-{p}"}, trials=2,
+                                  train={**tiny()["train"], "epochs": 2}))
+             for p in SEARCH_FAULTS}
+    load_dataset(specs["epoch-end"].data_spec, cache)  # decoded once, before any fork
+
+    def start(point: str, fault: str | None, report: bool, go: Path | None = None) -> int:
+        spec = specs[point]
+        return fork(_search_worker(spec, storage(spec.name), results, cache, fast, report, go),
+                    fault)
+
+    victims = {p: start(p, fault=p, report=True) for p in specs}
+    assert {p: ended(pid) for p, pid in victims.items()} == dict.fromkeys(specs, "killed")
+    time.sleep(fast["grace"])  # every victim's claims are stale now
+    heirs = {p: [start(p, None, p == "runs-table", go=fast_tmp / "go") for _ in range(2)]
+             for p in specs}
+    (fast_tmp / "go").touch()
+    assert {p: [ended(pid) for pid in pids] for p, pids in heirs.items()} == \
+        dict.fromkeys(specs, ["exit 0", "exit 0"])
+    for point, spec in specs.items():
+        url = storage(spec.name)
+        table = (pd.read_csv(results / spec.name / "trials.csv") if point == "runs-table" else
+                 trials_table(optuna.load_study(study_name=spec.name,
+                                                storage=open_store(url).optuna), spec))
+        _check_search_ended_exactly(spec, url, fake_training(), table, f"killed at {point}")
+
+
+def test_four_workers_on_one_sqlite_study_never_take_a_trial_twice(tiny, fast, fast_tmp,
+                                                                   fake_training, fork, ended,
+                                                                   monkeypatch):
+    """The pop race forced: queued trials and many instant trials, four workers, three times."""
+    results, cache, handed = fast_tmp / "results", fast_tmp / "cache", fast_tmp / "handed.log"
+    take = Ledger.take
+
+    def spy(self, slot: str, owner: str):
+        taken = take(self, slot, owner)
+        with open(handed, "a") as f:
+            f.write(f"{self.study.study_name} {taken.trial.number} {os.getpid()}\n")
+        return taken
+
+    monkeypatch.setattr(Ledger, "take", spy)
+    space = {"pool": ["M", "A", "MAA", "AAM"], "block": ["conv", "dsconv"],
+             "upsample": ["bilinear", "nearest", "transpose"]}
+    url = f"sqlite:///{fast_tmp / 'stress.db'}"
+    for round_ in range(3):
+        spec = parse_search(tiny(study=f"stress{round_}", space=space, trials=12))
+        study = search.open_study(spec, open_store(url, **fast))
+        for pool, block in [(p, b) for p in space["pool"] for b in space["block"]]:
+            study.enqueue_trial({"pool": pool, "block": block, "upsample": "nearest"})
+        load_dataset(spec.data_spec, cache)
+        workers = [fork(_search_worker(spec, url, results, cache, fast)) for _ in range(4)]
+        assert [ended(pid) for pid in workers] == ["exit 0"] * 4
+        lines = [line.split() for line in handed.read_text().splitlines()]
+        taken = Counter(n for name, n, _ in lines if name == spec.name)
+        assert len(taken) >= 12 and set(taken.values()) == {1}, taken
+        assert len({pid for name, _, pid in lines if name == spec.name}) > 1  # they did share
+        table = trials_table(optuna.load_study(study_name=spec.name,
+                                               storage=open_store(url).optuna), spec)
+        _check_search_ended_exactly(spec, url, fake_training(), table, f"round {round_}")
 
 
 @pytest.mark.slow

@@ -23,8 +23,10 @@ def test_redact_hides_passwords_and_nothing_else():
     assert journal_path("journal:rel/j.log") == Path("rel/j.log")
     with pytest.raises(ValueError, match="allowed: journal:PATH"):
         journal_path("journal:")
-    with pytest.raises(ValueError, match="heartbeat=0 is not allowed"):
-        open_store("sqlite:///x.db", heartbeat=0)
+    for heartbeat in (0, -1.5, True, "1"):
+        with pytest.raises(ValueError, match=f"heartbeat={heartbeat!r} is not allowed; allowed: "
+                                             "a number of seconds > 0"):
+            open_store("sqlite:///x.db", heartbeat=heartbeat)
     with pytest.raises(ValueError, match="grace=5 is not allowed with heartbeat=5"):
         open_store("sqlite:///x.db", heartbeat=5, grace=5)
 
