@@ -247,7 +247,8 @@ def test_markdown_marks_best_rows_and_states_conventions():
     lines = text.splitlines()
     header = lines[0]
     for column in ("Variant", "GMACs (thop)", "Params (M)", "Dice mean ± sd", "95% CI",
-                   "Δ vs baseline [CI]", "p (Holm)", "Significant", "Rank"):
+                   "Δ vs baseline [CI]", "p (Holm)", "Verdict", "Rank", "Pareto (GMACs)",
+                   "Pareto (latency)"):
         assert column in header
     by_variant = {name: next(line for line in lines if f" {name}" in line or f"**{name}" in line)
                   for name in ("tie", "worse")}
@@ -268,7 +269,7 @@ def test_latex_is_a_tabular_with_escaped_ids_and_bold_best_rows():
     assert tex.count("{") == tex.count("}")
     body = tex.split(r"\end{tabular}")[0]
     rows = [line for line in body.splitlines() if line.rstrip().endswith(r"\\")]
-    assert len(rows) == 3 and all(r.count("&") == 10 for r in rows)
+    assert len(rows) == 3 and all(r.count("&") == 12 for r in rows)
 
 
 def test_csv_round_trips_at_full_precision(tmp_path):
