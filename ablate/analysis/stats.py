@@ -64,6 +64,7 @@ from scipy import stats
 from ..convergence import is_converged
 from ..metrics import METRICS
 from .pareto import pareto_classes
+from .tables import format_p
 from .verdicts import (
     check_looks,
     check_margin,
@@ -273,14 +274,17 @@ def verdicts(runs: pd.DataFrame, baseline: str, metric: str = "dice", alpha: flo
 
 
 def _test_name(r, margin: float | None, alpha: float, n_looks: int, read: list[int]) -> str:
-    """Which test decided a verdict (and at which look, with adaptive seeds)."""
-    tost = f"TOST ±{margin:g}" if margin is not None else ""
-    differs = pd.notna(r.p_holm) and r.p_holm <= alpha
-    name = {"better": "paired t", "worse": "paired t",
-            "equivalent": tost + ("; also differs: paired t" if differs else ""),
-            "undecided": ""}[r.verdict]
-    if n_looks > 1 and r.verdict != "undecided":
-        name += f" at look {r.n_looks}/{n_looks}, {read[r.n_looks - 1]} seeds"
+    """Which test decided a verdict, with TOST's p for equivalence (and at which look, with
+    adaptive seeds); ``""`` for undecided."""
+    if r.verdict == "undecided":
+        return ""
+    name = "paired t"
+    if r.verdict == "equivalent":
+        name = f"TOST ±{margin:g}, p {format_p(r.tost_p_holm, '—')}"
+        if pd.notna(r.p_holm) and r.p_holm <= alpha:
+            name += "; the paired t-test also rejects"
+    if n_looks > 1:
+        name += f"; look {r.n_looks}/{n_looks}, {read[r.n_looks - 1]} seeds"
     return name
 
 
@@ -406,7 +410,8 @@ def summarize(runs: pd.DataFrame, baseline: str, metric: str = "dice", alpha: fl
                                  f"n/a ({n} shared seed{'' if n == 1 else 's'})")
         for base, rej, n in zip(summary["is_baseline"], reject, summary["n_paired"])]
     few = ~summary["is_baseline"] & (summary["n_paired"] < 2)
-    summary.loc[few, "verdict_test"] = summary.loc[few, "significant"]
+    summary.loc[few, "verdict_test"] = [f"{n} shared seed{'' if n == 1 else 's'}: no test"
+                                        for n in summary.loc[few, "n_paired"]]
 
     beaten = pairs.loc[pairs["winner"] != ""]
     losers = np.where(beaten["winner"] == beaten["a"], beaten["b"], beaten["a"])

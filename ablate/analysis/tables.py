@@ -117,14 +117,12 @@ def verdict_rule(summary: pd.DataFrame) -> str:
 
 
 def _verdict_cell(r: dict, symbols: dict[str, str], esc) -> str:
-    """The verdict word with the test that decided it (and TOST's p where it was tested)."""
-    if r["is_baseline"]:
-        return "baseline"
-    word = str(r["verdict"])
-    test = str(r["verdict_test"]) if isinstance(r["verdict_test"], str) else ""
-    if pd.notna(r["tost_p_holm"]) and not test.startswith("n/a"):
-        test += ("; " if test else "") + f"TOST p {format_p(r['tost_p_holm'], symbols['na'])}"
-    return esc(f"{word} ({test})" if test else word).replace("±", symbols["pm"])
+    """The verdict word with the test that decided it, or TOST's p when undecided."""
+    word, test = str(r["verdict"]), r["verdict_test"]
+    if word == "undecided" and pd.notna(r["tost_p_holm"]):
+        test = f"TOST p {format_p(r['tost_p_holm'], symbols['na'])}"
+    text = f"{word} ({test})" if isinstance(test, str) and test else word
+    return esc(text).replace("±", symbols["pm"])
 
 
 def _cells(summary: pd.DataFrame, fmt: str) -> tuple[list[str], list[list[str]]]:

@@ -103,7 +103,7 @@ def holm(p: np.ndarray) -> np.ndarray:
     half a second with torch loaded, and the looks of adaptive seeds need one call per look.
     """
     p = np.asarray(p, dtype=float)
-    flat = p.reshape(len(p), -1)
+    flat = p.reshape(p.shape[0], int(np.prod(p.shape[1:])))
     out = np.full(flat.shape, np.nan)
     for j in range(flat.shape[1]):
         tested = np.flatnonzero(~np.isnan(flat[:, j]))

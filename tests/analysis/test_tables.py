@@ -145,6 +145,10 @@ def test_one_seed_per_variant_cannot_be_ranked_apart():
     assert others["p_value"].isna().all() and s["ci_low"].isna().all()
     assert s["dice_std"].isna().all()
     assert (s["rank"] == 1).all() and s["best"].all()
+    assert (others["verdict"] == "undecided").all()
+    assert "undecided (1 shared seed: no test)" in format_summary(s)
+    # Nothing can be dominated with confidence: off the front of the means is only possible.
+    assert set(s["pareto_gmacs"]) <= {"optimal", "possibly optimal"}
 
 
 def test_ties_share_a_rank_and_best_marks_the_inseparable():
@@ -199,6 +203,12 @@ def test_complexity_columns_and_deltas():
     runs.loc[runs.index[-1], "gmacs_thop"] = 9.0
     with pytest.raises(ValueError, match="'A' has different gmacs_thop"):
         summarize(runs, "base")
+
+
+def test_a_baseline_alone_is_summarized_without_comparisons():
+    s = summarize(make_runs({"base": BASE}), "base", margin=0.01, looks=(2, 3))
+    assert list(s["verdict"]) == ["baseline"] and s["p_value"].isna().all()
+    assert list(s["pareto_gmacs"]) == ["optimal"]
 
 
 def test_order_is_baseline_first_then_first_appearance():

@@ -77,6 +77,7 @@ def test_holm_matches_statsmodels_column_by_column_leaving_nan_out():
         np.testing.assert_allclose(adjusted[tested, j], expected, rtol=1e-12)
         assert np.isnan(adjusted[~tested, j]).all()
     assert holm(np.array([0.01, np.nan, 0.04])).tolist()[::2] == [0.02, 0.04]
+    assert holm(np.array([])).shape == (0,) and holm(np.zeros((0, 3))).shape == (0, 3)
 
 
 def test_verdict_words_directions_and_precedence():
