@@ -401,7 +401,7 @@ def summarize(runs: pd.DataFrame, baseline: str, metric: str = "dice", alpha: fl
         summary[column] = summary["variant"].map(decided[column])
     summary["n_looks"] = summary["variant"].map(decided["n_looks"]).astype("Int64")
     for column in ("verdict", "verdict_test"):
-        summary[column] = summary["variant"].map(decided[column]).fillna("")
+        summary[column] = summary["variant"].map(decided[column]).astype(object).fillna("")
     summary.loc[summary["is_baseline"], "verdict"] = "baseline"
     summary["margin"] = np.nan if margin is None else margin
     reject = summary["p_holm"] <= alpha
