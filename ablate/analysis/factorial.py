@@ -38,7 +38,16 @@ from ..metrics import METRICS
 from ..models.variant import KNOBS
 from .tables import FORMATS, format_p, latex_escape
 
-COLUMNS = ("term", "effect", "estimate", "ci_low", "ci_high", "p_value", "term_p")
+#: The columns of a factorial table, with their definitions (printed in the report).
+COLUMNS: dict[str, str] = {
+    "term": "the knob, or the pair of knobs (an interaction), the contrast belongs to",
+    "effect": "which levels the contrast compares, each against the baseline's level",
+    "estimate": "the contrast of fitted cell means, in the metric's units",
+    "ci_low": "lower end of the contrast's t-interval",
+    "ci_high": "upper end of the contrast's t-interval",
+    "p_value": "two-sided t-test of the contrast = 0 (not corrected for multiplicity)",
+    "term_p": "F-test of the whole term (anova_lm type 2)",
+}
 
 
 def grid_factors(runs: pd.DataFrame) -> list[str]:

@@ -16,6 +16,7 @@ from tabulate import tabulate
 
 from ..metrics import METRICS
 from ..models.variant import KNOBS
+from .factorial import COLUMNS as FACTORIAL_COLUMNS
 from .factorial import factorial_effects, format_factorial, grid_factors, write_factorial
 from .plots import (
     plot_curves,
@@ -247,7 +248,7 @@ def _factorial(exp_dir: Path, runs: pd.DataFrame, baseline: str, metric: str,
                     "", f"![Interaction plot]({png})", "", f"([SVG]({svg}))", ""]
 
 
-def _definitions(runs: pd.DataFrame, metric: str) -> list[str]:
+def _definitions(runs: pd.DataFrame, metric: str, factorial: bool) -> list[str]:
     lines = []
     for label, column in (("Metric definition", "metric_definition"),
                           ("Counter units", "counter_units")):
@@ -258,6 +259,9 @@ def _definitions(runs: pd.DataFrame, metric: str) -> list[str]:
         lines.append("")
     lines += ["**Summary columns** (summary.csv; ablate.analysis.stats):", ""]
     lines += [f"- `{name.replace('<metric>', metric)}`: {text}" for name, text in COLUMNS.items()]
+    if factorial:
+        lines += ["", "**Factorial columns** (factorial.csv; ablate.analysis.factorial):", ""]
+        lines += [f"- `{name}`: {text}" for name, text in FACTORIAL_COLUMNS.items()]
     return lines + [""]
 
 
@@ -289,7 +293,7 @@ def write_report(exp_dir: Path | str, runs: pd.DataFrame, baseline: str, metric:
              *_factorial(exp_dir, runs, baseline, metric, summary.attrs["alpha"]),
              "## Figures", "", *_plots(exp_dir, runs, summary, metric),
              "## Failed runs", "", *_failed(runs, metric), "",
-             "## Definitions", "", *_definitions(runs, metric)]
+             "## Definitions", "", *_definitions(runs, metric, bool(grid_factors(runs)))]
     path = exp_dir / "report.md"
     path.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
     return path

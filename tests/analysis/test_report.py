@@ -163,3 +163,6 @@ def test_adaptive_seeds_and_a_grid_get_their_sections(tmp_path):
     assert "fusion: add vs cat" in text and "plots/dice_interactions.png" in text
     assert "plots/dice_vs_latency.png" in text
     assert (tmp_path / "factorial.csv").is_file() and (tmp_path / "factorial.tex").is_file()
+    columns = pd.read_csv(tmp_path / "factorial.csv").columns
+    definitions = text.split("**Factorial columns**")[1]
+    assert all(f"- `{c}`: " in definitions for c in columns)
