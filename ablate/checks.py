@@ -6,6 +6,7 @@ Each error names the bad value and what is allowed, in one wording across the pa
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -23,6 +24,14 @@ def to_int(value: Any) -> int:
 def is_int(value: Any) -> bool:
     """A real ``int`` (not a bool)."""
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def positive_number(name: str, value: Any, allowed: str = "a number > 0") -> float:
+    """A finite number > 0 as a float; bools, strings, NaN and infinities are refused."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+            not math.isfinite(value) or value <= 0:
+        raise not_allowed(name, value, allowed)
+    return float(value)
 
 
 def not_allowed(name: str, value: Any, allowed: str, why: str = "") -> ValueError:

@@ -152,8 +152,10 @@ def _run(args: argparse.Namespace) -> int:
         runs = run_experiment(exp, args.results, retry_failed=args.retry_failed)
         exp_dir = Path(args.results) / exp.name
         report = write_report(exp_dir, runs, exp.baseline.id, exp.metric,
-                              title=f"{exp.name}: {exp.description}" if exp.description else None)
-        summary = summarize(runs, exp.baseline.id, exp.metric)
+                              title=f"{exp.name}: {exp.description}" if exp.description else None,
+                              equivalence=exp.margins(), looks=exp.looks)
+        summary = summarize(runs, exp.baseline.id, exp.metric,
+                            margin=exp.margins().get(exp.metric), looks=exp.looks)
         print(f"\n{exp.name} ({len(runs)} runs)\n")
         warning = convergence_warning(summary)
         if warning:
@@ -177,7 +179,8 @@ def _report(args: argparse.Namespace) -> int:
         if not (exp_dir / "runs.csv").is_file():
             raise FileNotFoundError(f"no stored runs in {exp_dir}; run `ablate run {path}` first")
         report = write_report(exp_dir, load_runs(exp_dir), exp.baseline.id, exp.metric,
-                              title=f"{exp.name}: {exp.description}" if exp.description else None)
+                              title=f"{exp.name}: {exp.description}" if exp.description else None,
+                              equivalence=exp.margins(), looks=exp.looks)
         print(report)
     return 0
 
@@ -244,7 +247,8 @@ def _worker(args: argparse.Namespace) -> int:
         exp = load_experiment(args.experiment)
         url = args.storage or f"sqlite:///{args.results / exp.name / 'grid.db'}"
         store = open_store(url, args.heartbeat, args.grace)
-        print(f"experiment {exp.name}: {len(exp.runs())} runs shared in {redact(url)}")
+        most = "at most " if exp.adaptive else ""
+        print(f"experiment {exp.name}: {most}{len(exp.runs())} runs shared in {redact(url)}")
         runs = run_grid(exp, store, args.results)
         failed = int((runs["status"] != "ok").sum())
         print(f"{exp.name}: {len(runs)} runs ({failed} failed) in {args.results / exp.name}")

@@ -8,7 +8,8 @@ the variants to compare, each given as overrides of the baseline, or as a grid o
     dataset: {name: shapes, options: {n_train: 256}}   # root: for voc, pets, folder
     preset: quick
     train: {epochs: 5}              # overrides of the preset (TrainConfig keys)
-    seeds: [0, 1, 2]
+    seeds: [0, 1, 2]                # or {min: 3, max: 10}: adaptive seeds (AdaptiveSeeds)
+    equivalence: {dice: 0.005}      # optional: margins of practical equivalence, per metric
     baseline: {block: dsconv, widths: [180, 90, 45, 45]}
     variants:                       # each: knob overrides of the baseline
       - {pool: MAM}
@@ -29,14 +30,40 @@ from typing import Any
 
 import yaml
 
-from .checks import refuse_unknown
+from .checks import is_int, positive_number, refuse_unknown
 from .config import TrainConfig, load_config
 from .data import DataSpec
 from .metrics import METRICS
 from .models.variant import Variant
 
 KEYS = ("name", "description", "dataset", "preset", "train", "seeds", "baseline", "variants",
-        "grid", "profile_size", "metric")
+        "grid", "profile_size", "metric", "equivalence")
+
+
+@dataclass(frozen=True)
+class AdaptiveSeeds:
+    """``seeds: {min: m, max: M}``: every variant runs seeds 0..m-1; then, one seed at a time,
+    the baseline and each comparison still undecided get the next seed, up to seed M-1.
+
+    The verdicts are read at each of the ``looks`` (m, m+1, ..., M seeds) with p-values
+    corrected for their number (``ablate.analysis.verdicts``), so stopping early keeps the
+    stated error rates. Like the seed list, it is not part of any run key: a seed run here is
+    the same run as in a study with a seed list.
+    """
+
+    min: int
+    max: int
+
+    def __post_init__(self) -> None:
+        if not (is_int(self.min) and is_int(self.max) and 2 <= self.min <= self.max):
+            raise ValueError(f"seeds={{min: {self.min!r}, max: {self.max!r}}} is not allowed; "
+                             "allowed: integers with 2 <= min <= max (a paired test needs two "
+                             "seeds)")
+
+    @property
+    def looks(self) -> tuple[int, ...]:
+        """The seed counts at which verdicts are read."""
+        return tuple(range(self.min, self.max + 1))
 
 
 @dataclass(frozen=True)
@@ -53,10 +80,23 @@ class Experiment:
     profile_size: int = 224
     metric: str = "dice"
     description: str = ""
+    adaptive: AdaptiveSeeds | None = None
+    equivalence: tuple[tuple[str, float], ...] = ()  # (metric, margin) pairs
 
     def runs(self) -> list[tuple[Variant, int]]:
-        """Every (variant, seed) cell, seed-major so each seed's comparison completes early."""
+        """Every (variant, seed) cell that may run, seed-major so each seed's comparison
+        completes early (with adaptive seeds, which of them do is decided as they go:
+        ``ablate.runner.planned_runs``)."""
         return [(v, s) for s in self.seeds for v in self.variants]
+
+    @property
+    def looks(self) -> tuple[int, ...] | None:
+        """The seed counts at which adaptive seeds read the verdicts; None for a seed list."""
+        return self.adaptive.looks if self.adaptive else None
+
+    def margins(self) -> dict[str, float]:
+        """The equivalence margin of each metric that has one."""
+        return dict(self.equivalence)
 
 
 class ExperimentError(ValueError):
@@ -104,7 +144,7 @@ def parse_experiment(raw: Mapping[str, Any], default_name: str = "experiment",
     if not isinstance(train, Mapping):
         raise ExperimentError(f"{source}: train: expected a mapping of training keys")
     config = at("train", load_config, preset, **train)
-    seeds = at("seeds", _seeds, raw.get("seeds", [0]))
+    seeds, adaptive = at("seeds", _seeds, raw.get("seeds", [0]))
     baseline = at("baseline", Variant.from_dict, raw.get("baseline") or {})
     variants = [baseline]
     for i, overrides in enumerate(raw.get("variants") or []):
@@ -122,10 +162,12 @@ def parse_experiment(raw: Mapping[str, Any], default_name: str = "experiment",
     if metric not in METRICS:
         raise ExperimentError(f"{source}: metric: {metric!r} is not allowed; "
                               f"allowed: {', '.join(METRICS.names())}")
+    equivalence = at("equivalence", _margins, raw.get("equivalence") or {})
     return Experiment(name=name, data=data, preset=preset, config=config, seeds=seeds,
                       baseline=baseline, variants=tuple(dict.fromkeys(variants)),
                       profile_size=profile_size, metric=metric,
-                      description=str(raw.get("description", "")))
+                      description=str(raw.get("description", "")), adaptive=adaptive,
+                      equivalence=equivalence)
 
 
 def _data_spec(value: Any) -> DataSpec:
@@ -138,12 +180,33 @@ def _data_spec(value: Any) -> DataSpec:
     return DataSpec.from_dict(dict(value))
 
 
-def _seeds(value: Any) -> tuple[int, ...]:
+def _seeds(value: Any) -> tuple[tuple[int, ...], AdaptiveSeeds | None]:
+    """A seed list (no adaptive seeds), or ``{min, max}``: seeds 0..max-1, adaptive."""
+    if isinstance(value, Mapping):
+        refuse_unknown(value, ("min", "max"), "key")
+        if "min" not in value or "max" not in value:
+            raise ValueError(f"{dict(value)!r} is not allowed; allowed: a list of distinct "
+                             "integers >= 0, or {min: m, max: M} with 2 <= m <= M")
+        adaptive = AdaptiveSeeds(value["min"], value["max"])
+        return tuple(range(adaptive.max)), adaptive
     items = value if isinstance(value, list) else [value]
     seeds = tuple(_positive_int(s, "seed", minimum=0) for s in items)
     if not seeds or len(set(seeds)) != len(seeds):
-        raise ValueError(f"{value!r} is not allowed; allowed: a list of distinct integers >= 0")
-    return seeds
+        raise ValueError(f"{value!r} is not allowed; allowed: a list of distinct integers >= 0, "
+                         "or {min: m, max: M} (adaptive seeds)")
+    return seeds, None
+
+
+def _margins(value: Any) -> tuple[tuple[str, float], ...]:
+    """``{metric: margin}``: a registered metric and a number > 0 in its units."""
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{value!r} is not allowed; allowed: a mapping of metric -> margin "
+                         f"(metrics: {', '.join(METRICS.names())})")
+    refuse_unknown(value, METRICS.names(), "metric")
+    return tuple((m, positive_number(f"margin of {m}", v, "a number > 0, in the metric's units"))
+                 for m, v in value.items())
+
+
 
 
 def _positive_int(value: Any, name: str, minimum: int = 1) -> int:

@@ -127,28 +127,74 @@ def data_spec(exp: Experiment) -> DataSpec:
 def run_experiment(exp: Experiment, results_dir: str | Path = "results",
                    progress: bool | None = None, retry_failed: bool = False,
                    cache_dir: str | Path = ".cache/ablate") -> pd.DataFrame:
-    """Run every missing (variant, seed) cell of ``exp``; return the runs table."""
+    """Run every missing cell ``planned_runs`` asks for, round after round; return the runs
+    table of the planned cells."""
     exp_dir = Path(results_dir) / exp.name
     exp_dir.mkdir(parents=True, exist_ok=True)
     write_text(exp_dir / "experiment.json", json.dumps(describe(exp), indent=2))
     spec = data_spec(exp)
-    keys = {(v.id, s): run_key(v, spec, exp.config, s, exp.profile_size) for v, s in exp.runs()}
-    todo = [(v, s) for v, s in exp.runs()
-            if not is_finished(run_dir(exp_dir, v, s), keys[v.id, s], retry_failed)]
-    if todo:
-        data = load_dataset(spec, cache_dir)  # decoded once for every variant and seed
-    bar = tqdm(total=len(exp.runs()), initial=len(exp.runs()) - len(todo), desc=exp.name,
-               unit="run", disable=None if progress is None else not progress)
-    for variant, seed in todo:
-        bar.set_postfix_str(f"{variant.id} seed {seed}")
-        run_cell(exp, variant, seed, data, run_dir(exp_dir, variant, seed), keys[variant.id, seed],
-                 progress, retry_failed=retry_failed, reuse_from=Path(results_dir))
-        write_runs(exp_dir, collect_runs(exp_dir, exp))
-        bar.update(1)
+    data, tried = None, set()
+    bar = tqdm(total=0, desc=exp.name, unit="run",
+               disable=None if progress is None else not progress)
+    while True:
+        cells = planned_runs(exp, collect_runs(exp_dir, exp))
+        keys = {(v.id, s): run_key(v, spec, exp.config, s, exp.profile_size) for v, s in cells}
+        todo = [(v, s) for v, s in cells if (v.id, s) not in tried
+                and not is_finished(run_dir(exp_dir, v, s), keys[v.id, s], retry_failed)]
+        bar.total = len(cells)
+        bar.n = len(cells) - len(todo)
+        bar.refresh()
+        if not todo:
+            break
+        if data is None:
+            data = load_dataset(spec, cache_dir)  # decoded once for every variant and seed
+        for variant, seed in todo:
+            bar.set_postfix_str(f"{variant.id} seed {seed}")
+            run_cell(exp, variant, seed, data, run_dir(exp_dir, variant, seed),
+                     keys[variant.id, seed], progress, retry_failed=retry_failed,
+                     reuse_from=Path(results_dir))
+            tried.add((variant.id, seed))
+            write_runs(exp_dir, collect_runs(exp_dir, exp, cells))
+            bar.update(1)
     bar.close()
-    runs = collect_runs(exp_dir, exp)
+    runs = collect_runs(exp_dir, exp, cells)
     write_runs(exp_dir, runs)
     return runs
+
+
+def planned_runs(exp: Experiment, runs: pd.DataFrame) -> list[tuple[Variant, int]]:
+    """The (variant, seed) cells ``exp`` needs, given the rows so far (``collect_runs``).
+
+    A seed list: every cell. Adaptive seeds (``exp.adaptive``): seeds 0..min-1 of every
+    variant; then, whenever every planned cell has a current row (its run key), the verdicts
+    at that look (``ablate.analysis.stats.verdicts``) add the next seed for the baseline and
+    for each comparison still undecided, until none is or the seeds reach ``max``. The same
+    rows give the same plan in every process, so grid workers agree on it.
+    """
+    if exp.adaptive is None:
+        return exp.runs()
+    from .analysis.stats import verdicts  # scipy and statsmodels only where seeds adapt
+
+    spec = data_spec(exp)
+    current = set()
+    if len(runs):
+        current = set(zip(runs["variant"], runs["seed"].astype(int), runs["run_key"]))
+    n = exp.adaptive.min
+    cells = [(v, s) for s in range(n) for v in exp.variants]
+    while n < exp.adaptive.max:
+        if any((v.id, s, run_key(v, spec, exp.config, s, exp.profile_size)) not in current
+               for v, s in cells):
+            break
+        planned = set((v.id, s) for v, s in cells)
+        rows = runs[[(v, int(s)) in planned for v, s in zip(runs["variant"], runs["seed"])]]
+        decided = verdicts(rows, exp.baseline.id, exp.metric,
+                           margin=exp.margins().get(exp.metric), looks=exp.looks)
+        undecided = set(decided.loc[decided["verdict"] == "undecided", "variant"])
+        if not undecided:
+            break
+        cells += [(v, n) for v in exp.variants if v == exp.baseline or v.id in undecided]
+        n += 1
+    return cells
 
 
 class Pruned(Exception):
@@ -251,15 +297,17 @@ def is_finished(path: Path, key: str, retry_failed: bool) -> bool:
     return False
 
 
-def collect_runs(exp_dir: Path, exp: Experiment) -> pd.DataFrame:
-    """The runs table: one row per (variant, seed) of ``exp`` that has a row file.
+def collect_runs(exp_dir: Path, exp: Experiment,
+                 cells: list[tuple[Variant, int]] | None = None) -> pd.DataFrame:
+    """The runs table: one row per (variant, seed) cell that has a row file, over ``cells``
+    (default: every cell of ``exp`` that may run).
 
     A finished run's convergence columns are judged again from its ``history.csv`` on the
     experiment's metric: a run reused from a study that compared another metric (the run key
     leaves the metric out, since it does not change training) is judged on this one.
     """
     rows = []
-    for variant, seed in exp.runs():
+    for variant, seed in exp.runs() if cells is None else cells:
         out = run_dir(exp_dir, variant, seed)
         if not (out / "row.json").is_file():
             continue
@@ -301,5 +349,8 @@ def describe(exp: Experiment) -> dict[str, Any]:
     """What ``experiment.json`` records of an experiment."""
     return {"name": exp.name, "description": exp.description, "dataset": exp.data.to_dict(),
             "preset": exp.preset, "config": exp.config.to_dict(), "seeds": list(exp.seeds),
+            "adaptive_seeds": ({"min": exp.adaptive.min, "max": exp.adaptive.max}
+                               if exp.adaptive else None),
             "baseline": exp.baseline.id, "variants": [v.id for v in exp.variants],
-            "profile_size": exp.profile_size, "metric": exp.metric}
+            "profile_size": exp.profile_size, "metric": exp.metric,
+            "equivalence": exp.margins()}

@@ -24,7 +24,7 @@ def test_shipped_experiments_load(path):
 def test_quick_studies_share_data_budget_and_init():
     """One dataset, budget, schedule and encoder init for every quick study (never per study)."""
     quick = [load_experiment(p) for p in ABLATIONS if not p.stem.endswith("_full")]
-    assert len(quick) == 6
+    assert len(quick) == 7
     plain = [e for e in quick if e.name != "budget_check_quick"]
     assert len({(e.data, e.config) for e in plain}) == 1
     config = plain[0].config
@@ -61,6 +61,17 @@ def test_overrides_grid_and_dedup():
     assert exp.config.epochs == 1 and exp.runs()[:2] == [(base, 0), (exp.variants[1], 0)]
 
 
+def test_adaptive_seeds_and_equivalence_margins():
+    exp = parse_experiment(_raw(seeds={"min": 3, "max": 5},
+                                equivalence={"dice": 0.005, "boundary_iou": 0.02}))
+    assert exp.seeds == (0, 1, 2, 3, 4) and exp.looks == (3, 4, 5)
+    assert (exp.adaptive.min, exp.adaptive.max) == (3, 5)
+    assert exp.margins() == {"dice": 0.005, "boundary_iou": 0.02}
+    listed = parse_experiment(_raw())
+    assert listed.adaptive is None and listed.looks is None and listed.margins() == {}
+    hash(exp)  # still a frozen, hashable value
+
+
 @pytest.mark.parametrize("extra, pattern", [
     ({"epochs": 3}, r"src.yaml: unknown key 'epochs'; allowed: name, .*train"),
     ({"variants": [{"pool": "MXA"}]}, r"src.yaml: variants\[0\]: pool='MXA' is not allowed"),
@@ -73,6 +84,14 @@ def test_overrides_grid_and_dedup():
     ({"dataset": {"name": "cityscapes"}}, r"dataset: .*cityscapes"),
     ({"metric": "accuracy"}, r"metric: 'accuracy' is not allowed; allowed: dice"),
     ({"name": "a/b"}, r"name: 'a/b' is not allowed"),
+    ({"seeds": {"min": 1, "max": 4}}, r"seeds: .*allowed: integers with 2 <= min <= max"),
+    ({"seeds": {"min": 5, "max": 4}}, r"seeds: .*2 <= min <= max"),
+    ({"seeds": {"min": 3}}, r"seeds: .*or \{min: m, max: M\}"),
+    ({"seeds": {"min": 3, "max": 5, "step": 2}}, r"seeds: unknown key 'step'; allowed: min, max"),
+    ({"equivalence": {"f1": 0.01}}, r"equivalence: unknown metric 'f1'; allowed: dice"),
+    ({"equivalence": {"dice": 0}}, r"equivalence: margin of dice=0 is not allowed; allowed: a "
+                                   r"number > 0"),
+    ({"equivalence": 0.01}, r"equivalence: 0.01 is not allowed; allowed: a mapping"),
     ({"preset": "fast"}, r"train: unknown preset 'fast'"),
 ])
 def test_bad_experiments_name_file_key_and_allowed(extra, pattern):

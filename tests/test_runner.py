@@ -10,13 +10,23 @@ import pandas as pd
 import pytest
 import torch
 
+from ablate.analysis.report import write_report
+from ablate.analysis.stats import summarize
 from ablate.cli import main
 from ablate.data import BatchLoader, DataSpec, load_dataset
 from ablate.evaluate import evaluate
 from ablate.experiment import parse_experiment
 from ablate.models.model import build_model
 from ablate.models.variant import Variant
-from ablate.runner import columns, run_dir, run_experiment
+from ablate.runner import (
+    collect_runs,
+    columns,
+    data_spec,
+    planned_runs,
+    run_dir,
+    run_experiment,
+    run_key,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 EXP = """\
@@ -233,3 +243,48 @@ def test_a_reused_run_is_judged_on_the_experiments_metric(workdir):
         expected = judge(history, "val_loss", "min")
         assert row.conv_gain == pytest.approx(expected.conv_gain)
         assert row.conv_gain != pytest.approx(judge(history, "dice", "max").conv_gain)
+
+
+@pytest.fixture
+def adaptive_exp(monkeypatch, adaptive_raw, fake_cell):
+    """The adaptive experiment, with cells that write made-up rows instead of training."""
+    import ablate.runner as runner
+    monkeypatch.setattr(runner, "run_cell", fake_cell)
+    monkeypatch.setattr(runner, "load_dataset", lambda *a, **k: None)
+    return parse_experiment(adaptive_raw, "adaptive")
+
+
+def test_adaptive_seeds_add_seeds_only_to_undecided_comparisons(tmp_path, adaptive_exp):
+    exp = adaptive_exp
+    assert planned_runs(exp, pd.DataFrame()) == [(v, s) for s in range(3) for v in exp.variants]
+    runs = run_experiment(exp, tmp_path, progress=False)
+    seeds = runs.groupby("pool")["seed"].apply(sorted).to_dict()
+    s = summarize(runs, exp.baseline.id, margin=0.01, looks=exp.looks).set_index("variant")
+    verdict = {v.pool: s.loc[v.id, "verdict"] for v in exp.variants[1:]}
+    assert verdict["MAA"] == "worse" and seeds["MAA"] == [0, 1, 2]  # decided at look 1
+    assert verdict["AAM"] == "equivalent" and len(seeds["AAM"]) < 6
+    assert verdict["MAM"] == "undecided" and seeds["MAM"] == list(range(6))
+    assert seeds["M"] == list(range(6)) and len(runs) == 6 + 3 + len(seeds["AAM"]) + 6
+    report = tmp_path / "adaptive"
+    text = write_report(report, runs, exp.baseline.id, equivalence=exp.margins(),
+                        looks=exp.looks).read_text()
+    assert f"adaptivity saved {24 - len(runs)} runs" in text
+    # A stale row (other settings) is not a result: the plan waits for it to be redone.
+    first = run_dir(report, exp.variants[1], 0) / "row.json"
+    row = json.loads(first.read_text())
+    first.write_text(json.dumps(row | {"run_key": "stale"}))
+    assert len(planned_runs(exp, collect_runs(report, exp))) == 12
+
+
+def test_analysis_keys_do_not_change_run_keys(adaptive_raw):
+    """Seeds as {min, max} and equivalence margins change what is read, not what a run is:
+    a study that adds them reuses its runs."""
+    plain = {k: v for k, v in adaptive_raw.items() if k != "equivalence"}
+    listed = parse_experiment({**plain, "seeds": [0, 1, 2]}, "adaptive")
+    adaptive = parse_experiment(adaptive_raw, "adaptive")
+    assert adaptive.seeds == (0, 1, 2, 3, 4, 5) and adaptive.looks == (3, 4, 5, 6)
+    for exp in (listed, adaptive):
+        assert [run_key(v, data_spec(exp), exp.config, s, exp.profile_size)
+                for v, s in exp.runs()[:8]] == [
+            run_key(v, data_spec(listed), listed.config, s, listed.profile_size)
+            for v, s in listed.runs()[:8]]

@@ -20,29 +20,12 @@ import matplotlib.image
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from scipy import stats
 
 from ..convergence import LOSS_TOLERANCE, TOLERANCE, is_converged, window_start
 from ..metrics import METRICS
+from .pareto import pareto_front
 from .tables import input_size, metric_of
-
-
-def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
-    """Indices of the (cost, score) points no other point beats: lower cost, higher score.
-
-    A point is dominated when another has cost <= and score >= with at least one strict;
-    identical points dominate neither each other. Points with a NaN are never on the front.
-    The indices come sorted by cost, then by score descending.
-    """
-    xy = np.asarray(points, dtype=float).reshape(-1, 2)
-    cost, score = xy[:, 0], xy[:, 1]
-    finite = np.isfinite(cost) & np.isfinite(score)
-    front = []
-    for i in np.flatnonzero(finite):
-        no_worse = (cost <= cost[i]) & (score >= score[i]) & finite
-        better = (cost < cost[i]) | (score > score[i])
-        if not np.any(no_worse & better):
-            front.append(int(i))
-    return sorted(front, key=lambda i: (cost[i], -score[i]))
 
 
 def _run_dir(exp_dir: Path, variant: str, seed: int) -> Path:
@@ -81,9 +64,19 @@ def _error(summary: pd.DataFrame, mean: pd.Series) -> np.ndarray:
     return np.vstack([low, high])
 
 
+#: How each Pareto class is drawn: marker, colour, label.
+_CLASS_STYLE = {"optimal": ("o", "C1", "Pareto-optimal (front of the means)"),
+                "possibly optimal": ("s", "C0", "possibly optimal (not dominated with "
+                                                "confidence)"),
+                "dominated": ("x", "0.45", "dominated (a cheaper or equal variant is "
+                                           "significantly better)")}
+
+
 def _plot_against(summary: pd.DataFrame, column: str, name: str, axis_label: str,
-                  out_dir: Path | str, stem: str) -> list[Path]:
-    """Metric against a cost column, with CI bars, the Pareto front and the baseline."""
+                  out_dir: Path | str, stem: str, classes: str | None = None) -> list[Path]:
+    """Metric against a cost column, with CI bars, the Pareto front and the baseline; with
+    ``classes`` (a summary column of ``ablate.analysis.pareto`` classes) each point is drawn
+    by its class."""
     metric, metric_label = _metric_axis(summary)
     rows = summary[summary[f"{metric}_mean"].notna() & summary[column].notna()]
     if rows.empty:
@@ -95,10 +88,18 @@ def _plot_against(summary: pd.DataFrame, column: str, name: str, axis_label: str
 
     fig = Figure(figsize=(8, 5.5), layout="constrained")
     ax = fig.add_subplot()
-    ax.errorbar(x, y, yerr=_error(rows, rows[f"{metric}_mean"]), fmt="o", color="C0",
-                ecolor="0.6", capsize=3, label="variant")
+    ax.errorbar(x, y, yerr=_error(rows, rows[f"{metric}_mean"]), fmt="none", ecolor="0.6",
+                capsize=3)
     ax.step(x[front], y[front], where="post", color="C1", lw=1.5, label="Pareto front")
-    ax.scatter(x[front], y[front], s=130, facecolors="none", edgecolors="C1", lw=1.5)
+    if classes is None:
+        ax.scatter(x, y, color="C0", zorder=3, label="variant")
+        ax.scatter(x[front], y[front], s=130, facecolors="none", edgecolors="C1", lw=1.5)
+    else:
+        for cls, (marker, color, label) in _CLASS_STYLE.items():
+            pick = (rows[classes] == cls).to_numpy()
+            if pick.any():
+                ax.scatter(x[pick], y[pick], marker=marker, s=60, color=color, zorder=3,
+                           label=label)
     base = rows.index[rows["is_baseline"]]
     ax.scatter(x[base], y[base], marker="*", s=260, color="C3", zorder=5, label="baseline")
     for xi, yi, label in zip(x, y, _short_labels(list(rows["variant"]))):
@@ -112,10 +113,19 @@ def _plot_against(summary: pd.DataFrame, column: str, name: str, axis_label: str
 
 
 def plot_metric_vs_gmacs(summary: pd.DataFrame, out_dir: Path | str) -> list[Path]:
-    """Mean metric with CI bars against GMACs (thop), Pareto front and baseline marked."""
+    """Mean metric with CI bars against GMACs (thop), the Pareto front, each variant drawn by
+    its Pareto class (``pareto_gmacs``), baseline marked."""
     label = f"GMACs (thop; 1e9 multiply-accumulates at {input_size(summary)})"
     return _plot_against(summary, "gmacs_thop", "GMACs", label, out_dir,
-                         f"{metric_of(summary)}_vs_gmacs")
+                         f"{metric_of(summary)}_vs_gmacs", classes="pareto_gmacs")
+
+
+def plot_metric_vs_latency(summary: pd.DataFrame, out_dir: Path | str) -> list[Path]:
+    """Mean metric with CI bars against latency (median over runs of their median ms per
+    image), drawn by Pareto class (``pareto_latency``), baseline marked."""
+    label = f"Latency (ms per image at {input_size(summary)}, batch 1; median over runs)"
+    return _plot_against(summary, "latency_ms", "latency", label, out_dir,
+                         f"{metric_of(summary)}_vs_latency", classes="pareto_latency")
 
 
 def plot_metric_vs_params(summary: pd.DataFrame, out_dir: Path | str) -> list[Path]:
@@ -151,6 +161,51 @@ def plot_metric_ci(summary: pd.DataFrame, out_dir: Path | str) -> list[Path]:
     ax.grid(axis="x", alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, out_dir, f"{metric}_ci")
+
+
+def plot_interactions(runs: pd.DataFrame, factors: Sequence[str], baseline: str,
+                      out_dir: Path | str, metric: str = "dice",
+                      alpha: float = 0.05) -> list[Path]:
+    """Interaction plot of each pair of grid knobs: the metric (mean over seeds, with its
+    t-interval) against one knob's levels, one line per level of the other, averaged over any
+    further knobs. Parallel lines: the effects add up; crossing or converging lines: an
+    interaction (``ablate.analysis.factorial``). Baseline levels come first."""
+    if metric not in METRICS:
+        raise ValueError(f"metric={metric!r} is not allowed; allowed: {', '.join(METRICS.names())}")
+    values = pd.to_numeric(runs[metric], errors="coerce")
+    ok = runs[(runs["status"] == "ok") & values.notna()].assign(y=values.astype(float))
+    base = runs[runs["variant"] == baseline].iloc[0]
+    pairs = [(a, b) for i, a in enumerate(factors) for b in factors[i + 1:]]
+    fig = Figure(figsize=(6 * len(pairs), 4.5), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(pairs)))
+    for ax, (a, b) in zip(axes, pairs):
+        if ok[a].nunique() < ok[b].nunique():
+            a, b = b, a  # the knob with more levels on the x axis
+        order = {k: [str(base[k])] + sorted(set(ok[k].astype(str)) - {str(base[k])})
+                 for k in (a, b)}
+        per_seed = ok.groupby([ok[a].astype(str), ok[b].astype(str), "seed"])["y"].mean()
+        x = np.arange(len(order[a]))
+        for n, level in enumerate(order[b]):
+            mean, low, high = [], [], []
+            for level_a in order[a]:
+                y = per_seed.loc[(level_a, level)].to_numpy(float)
+                m = float(y.mean())
+                half = (float(stats.t.ppf(1 - alpha / 2, len(y) - 1) * stats.sem(y))
+                        if len(y) > 1 else 0.0)
+                mean.append(m)
+                low.append(m - half)
+                high.append(m + half)
+            shift = (n - (len(order[b]) - 1) / 2) * 0.04
+            ax.errorbar(x + shift, mean, yerr=[np.subtract(mean, low), np.subtract(high, mean)],
+                        marker="o", capsize=3, color=f"C{n % 10}", label=f"{b} = {level}")
+        ax.set_xticks(x, order[a])
+        ax.set_xlabel(a)
+        ax.set_ylabel(f"{METRICS.get(metric).label} (mean over seeds, "
+                      f"{100 * (1 - alpha):g}% CI)")
+        ax.set_title(f"{a} x {b}: parallel lines = no interaction", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return _save(fig, out_dir, f"{metric}_interactions")
 
 
 def _histories(exp_dir: Path | str, runs: pd.DataFrame, variant: str,

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -15,15 +16,19 @@ from tabulate import tabulate
 
 from ..metrics import METRICS
 from ..models.variant import KNOBS
+from .factorial import COLUMNS as FACTORIAL_COLUMNS
+from .factorial import factorial_effects, format_factorial, grid_factors, write_factorial
 from .plots import (
     plot_curves,
+    plot_interactions,
     plot_metric_ci,
     plot_metric_vs_gmacs,
+    plot_metric_vs_latency,
     plot_metric_vs_params,
     plot_samples,
 )
-from .stats import convergence_warning, summarize
-from .tables import format_summary, write_tables
+from .stats import COLUMNS, convergence_warning, summarize
+from .tables import format_p, format_summary, write_tables
 
 #: Text columns of the runs table whose empty cells mean "nothing", not "missing number".
 #: Columns read back as text (a knob value such as widths "128,64" or pool "M" is never a number).
@@ -98,7 +103,14 @@ def _how_to_read(summary: pd.DataFrame) -> str:
         f"across all pairs), so variants the data cannot separate share a rank; with one seed "
         f"nothing can be tested and every variant has rank 1. Starred, bold rows are the best "
         f"mean and every variant not significantly worse than it: the candidates this "
-        f"experiment cannot tell apart. Converged counts the runs whose {label} and training "
+        f"experiment cannot tell apart. The verdict turns the tests into one word: better or "
+        f"worse (the difference is shown), equivalent (the difference is shown to lie inside "
+        f"the stated margin of practical equivalence, by TOST) or undecided (neither: the "
+        f"seeds cannot tell \"no difference\" from \"too few seeds\"; without a margin, "
+        f"equivalence is never tested). The Pareto columns say whether a variant is on the "
+        f"front of the means against GMACs or latency (optimal), could be given its interval "
+        f"(possibly optimal), or is beaten with confidence by one that costs no more "
+        f"(dominated). Converged counts the runs whose {label} and training "
         f"loss had flattened over the last third of the budget (the window shaded in the "
         f"training curves); a variant whose runs were still improving is compared on how fast "
         f"it learns, not on what it can reach."
@@ -117,6 +129,8 @@ def _plots(exp_dir: Path, runs: pd.DataFrame, summary: pd.DataFrame, metric: str
     figures = [
         (f"{label} vs GMACs", (has_mean & summary["gmacs_thop"].notna()).any(),
          lambda: plot_metric_vs_gmacs(summary, out), "no GMACs in the runs table"),
+        (f"{label} vs latency", (has_mean & summary["latency_ms"].notna()).any(),
+         lambda: plot_metric_vs_latency(summary, out), "no latency in the runs table"),
         (f"{label} vs parameters", (has_mean & summary["params_m"].notna()).any(),
          lambda: plot_metric_vs_params(summary, out), "no parameter counts in the runs table"),
         (f"{label} per variant with {100 * (1 - summary.attrs['alpha']):g}% CI", True,
@@ -157,7 +171,86 @@ def _failed(runs: pd.DataFrame, metric: str) -> list[str]:
             "", "Failed runs are left out of every statistic and counted in the Seeds column."]
 
 
-def _definitions(runs: pd.DataFrame) -> list[str]:
+def _other_verdicts(runs: pd.DataFrame, baseline: str, metric: str,
+                    equivalence: Mapping[str, float],
+                    looks: Sequence[int] | None) -> list[str]:
+    """The verdicts on each other metric that has an equivalence margin."""
+    lines = []
+    for other, margin in equivalence.items():
+        if other == metric:
+            continue
+        label = METRICS.get(other).label
+        lines += [f"### Verdicts on {label} (margin ±{margin:g})", ""]
+        try:
+            s = summarize(runs, baseline, other, margin=margin, looks=looks)
+        except ValueError as exc:
+            lines += [f"Not computed: {exc}.", ""]
+            continue
+        rows = [[f"`{r.variant}`", f"{r.delta:+.4f} [{r.delta_ci_low:+.4f}, "
+                 f"{r.delta_ci_high:+.4f}]", format_p(r.p_holm, "—"),
+                 format_p(r.tost_p_holm, "—"), r.verdict]
+                for r in s[~s["is_baseline"]].itertuples(index=False)]
+        lines += [tabulate(rows, ["Variant", f"Δ {label} [CI]", "p (Holm)", "TOST p (Holm)",
+                                  "Verdict"], tablefmt="pipe", disable_numparse=True), "",
+                  f"Same tests as the table above, on {label} (`{other}`, "
+                  f"{METRICS.get(other).direction} is better).", ""]
+    return lines
+
+
+def runs_saved(runs: pd.DataFrame, looks: Sequence[int]) -> tuple[int, int]:
+    """(runs made, runs a fixed design at the largest look would make) for adaptive seeds."""
+    return len(runs), runs["variant"].nunique() * looks[-1]
+
+
+def _adaptive(runs: pd.DataFrame, summary: pd.DataFrame, looks: Sequence[int]) -> list[str]:
+    """How the adaptive seeds went: seeds per comparison, when each was decided, runs saved."""
+    alpha = summary.attrs["alpha"]
+    made, fixed = runs_saved(runs, looks)
+    counts = runs["variant"].value_counts()
+    rows = []
+    for r in summary.itertuples(index=False):
+        when = ("—" if r.is_baseline else
+                "not decided" if r.verdict == "undecided" else
+                f"after {looks[int(r.n_looks) - 1]} seeds (look {r.n_looks} of {len(looks)})")
+        rows.append([f"`{r.variant}`", str(counts.get(r.variant, 0)), r.verdict, when])
+    return [
+        "## Adaptive seeds", "",
+        f"Every variant ran the first {looks[0]} seeds; then, one seed at a time, the baseline "
+        f"and each comparison still undecided got the next seed, up to {looks[-1]} seeds. The "
+        f"tests are read at each of the {len(looks)} looks, each p multiplied by "
+        f"{len(looks)} (Bonferroni over the looks, ablate.analysis.verdicts), so for each "
+        f"comparison P(better or worse | no true difference) <= {alpha:g} and "
+        f"P(equivalent | true difference outside the margin) <= {alpha:g}, and Holm keeps "
+        f"both across comparisons.", "",
+        tabulate(rows, ["Variant", "Runs", "Verdict", "Decided"], tablefmt="pipe",
+                 disable_numparse=True), "",
+        f"**Runs: {made} of the {fixed} that {looks[-1]} seeds for every variant would take; "
+        f"adaptivity saved {fixed - made} runs ({100 * (fixed - made) / fixed:.0f}%).**", ""]
+
+
+def _factorial(exp_dir: Path, runs: pd.DataFrame, baseline: str, metric: str,
+               alpha: float) -> list[str]:
+    """Main effects and interactions when the variants cross knobs in a grid; [] otherwise."""
+    factors = grid_factors(runs)
+    if not factors:
+        return []
+    lines = ["## Factorial effects", "",
+             f"The variants cross {' x '.join(factors)} in a full grid, so each knob's effect "
+             "is estimated over every level of the others, and the interactions say whether "
+             "one knob's effect depends on another (ablate.analysis.factorial).", ""]
+    try:
+        table = factorial_effects(runs, baseline, factors, metric, alpha)
+    except ValueError as exc:
+        return lines + [f"Not estimated: {exc}.", ""]
+    paths = write_factorial(table, exp_dir)
+    figure = plot_interactions(runs, factors, baseline, exp_dir / "plots", metric, alpha)
+    png, svg = (_link(p, exp_dir) for p in figure)
+    return lines + [format_factorial(table, "markdown"),
+                    "Tables: " + ", ".join(f"[{p.name}]({_link(p, exp_dir)})" for p in paths),
+                    "", f"![Interaction plot]({png})", "", f"([SVG]({svg}))", ""]
+
+
+def _definitions(runs: pd.DataFrame, metric: str, factorial: bool) -> list[str]:
     lines = []
     for label, column in (("Metric definition", "metric_definition"),
                           ("Counter units", "counter_units")):
@@ -166,18 +259,28 @@ def _definitions(runs: pd.DataFrame) -> list[str]:
         values = [str(v).strip() for v in values if pd.notna(v) and str(v).strip()]
         lines += [f"> {_cell(v, 2000)}" for v in values] or ["> not recorded"]
         lines.append("")
-    return lines
+    lines += ["**Summary columns** (summary.csv; ablate.analysis.stats):", ""]
+    lines += [f"- `{name.replace('<metric>', metric)}`: {text}" for name, text in COLUMNS.items()]
+    if factorial:
+        lines += ["", "**Factorial columns** (factorial.csv; ablate.analysis.factorial):", ""]
+        lines += [f"- `{name}`: {text}" for name, text in FACTORIAL_COLUMNS.items()]
+    return lines + [""]
 
 
 def write_report(exp_dir: Path | str, runs: pd.DataFrame, baseline: str, metric: str = "dice",
-                 title: str | None = None) -> Path:
+                 title: str | None = None, equivalence: Mapping[str, float] | None = None,
+                 looks: Sequence[int] | None = None) -> Path:
     """Summarize ``runs``; write tables, figures and ``report.md`` into ``exp_dir``; return it.
 
     The report holds the setup read from the runs, the summary table, how to read it, the
-    figures (relative links), the failed runs with their errors and the metric definitions.
+    verdicts on other metrics with an ``equivalence`` margin, how adaptive seeds went (with
+    ``looks``, the seed counts of the schedule), the factorial effects of a grid, the figures
+    (relative links), the failed runs with their errors and every definition.
     """
     exp_dir = Path(exp_dir)
-    summary = summarize(runs, baseline, metric)
+    equivalence = dict(equivalence or {})
+    looks = tuple(looks) if looks else None
+    summary = summarize(runs, baseline, metric, margin=equivalence.get(metric), looks=looks)
     tables = write_tables(summary, exp_dir)
     if title is None:
         title = f"Ablation report: {_values(runs, 'experiment')}"
@@ -187,9 +290,12 @@ def write_report(exp_dir: Path | str, runs: pd.DataFrame, baseline: str, metric:
              "## Results", "", format_summary(summary, "markdown"),
              "Tables: " + ", ".join(f"[{p.name}]({_link(p, exp_dir)})" for p in tables), "",
              "### How to read this table", "", _how_to_read(summary), "",
+             *_other_verdicts(runs, baseline, metric, equivalence, looks),
+             *(_adaptive(runs, summary, looks) if looks else []),
+             *_factorial(exp_dir, runs, baseline, metric, summary.attrs["alpha"]),
              "## Figures", "", *_plots(exp_dir, runs, summary, metric),
              "## Failed runs", "", *_failed(runs, metric), "",
-             "## Definitions", "", *_definitions(runs)]
+             "## Definitions", "", *_definitions(runs, metric, bool(grid_factors(runs)))]
     path = exp_dir / "report.md"
     path.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
     return path

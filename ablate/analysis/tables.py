@@ -47,7 +47,8 @@ def _num(value: float, digits: int, sign: bool = False, na: str = "—") -> str:
     return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
 
 
-def _p(value: float, na: str) -> str:
+def format_p(value: float, na: str) -> str:
+    """A p-value to three decimals, ``<0.001`` below that, ``na`` when missing."""
     if pd.isna(value):
         return na
     return "<0.001" if value < 0.001 else f"{value:.3f}"
@@ -76,9 +77,13 @@ def conventions(summary: pd.DataFrame) -> str:
         f"CI = {level} t-interval of the mean over seeds. Δ = mean paired difference vs the "
         f"baseline over shared seeds, with its {level} t-interval; p = paired t-test "
         f"(scipy.stats.ttest_rel), Holm-corrected across the variants compared with the "
-        f"baseline; Significant = Holm-corrected p <= {alpha:g}. Rank = 1 + number of variants "
+        f"baseline. {verdict_rule(summary)} Rank = 1 + number of variants "
         f"significantly better (pairwise paired t-tests, Holm across all pairs); ties share a "
         f"rank. ★/bold = best mean and every variant not significantly worse than it. "
+        f"Pareto (GMACs, latency): optimal = on the front of the means; possibly optimal = off "
+        f"it, but no variant that costs the same or less is significantly better (pairwise "
+        f"tests); dominated = one is. Latency = median over runs of each run's median ms per "
+        f"image at batch 1 (treated as known, like GMACs: its spread is not modelled). "
         f"Converged = runs that met the convergence criterion (ablate.convergence: the metric "
         f"and the training loss flat over the last third of the budget)."
     )
@@ -88,6 +93,38 @@ def conventions(summary: pd.DataFrame) -> str:
     return text
 
 
+def verdict_rule(summary: pd.DataFrame) -> str:
+    """How the Verdict column was decided: the tests, the margin and the looks."""
+    alpha = summary.attrs.get("alpha", 0.05)
+    margin = summary.attrs.get("margin")
+    looks = summary.attrs.get("looks")
+    text = (f"Verdict: better/worse = Holm-corrected paired t p <= {alpha:g}, by the sign of "
+            "Δ; ")
+    if margin is None:
+        text += ("no equivalence margin was stated, so equivalence is not tested and "
+                 "undecided means no difference was shown. ")
+    else:
+        text += (f"equivalent = TOST (two one-sided paired t-tests against ±{margin:g}, the "
+                 f"stated margin), Holm-corrected p <= {alpha:g}: the difference lies inside "
+                 "the margin (this wins over better/worse); undecided = neither. ")
+    if looks:
+        text += (f"Adaptive seeds: the tests were read after {looks[0]}, ..., {looks[-1]} "
+                 f"seeds ({len(looks)} looks); each p is look-corrected (min(1, "
+                 f"{len(looks)} x the smallest p so far), Bonferroni over the looks) and a "
+                 "comparison kept the first verdict it reached; pairwise tests multiply p "
+                 f"by {len(looks)}.")
+    return text.rstrip()
+
+
+def _verdict_cell(r: dict, symbols: dict[str, str], esc) -> str:
+    """The verdict word with the test that decided it, or TOST's p when undecided."""
+    word, test = str(r["verdict"]), r["verdict_test"]
+    if word == "undecided" and pd.notna(r["tost_p_holm"]):
+        test = f"TOST p {format_p(r['tost_p_holm'], symbols['na'])}"
+    text = f"{word} ({test})" if isinstance(test, str) and test else word
+    return esc(text).replace("±", symbols["pm"])
+
+
 def _cells(summary: pd.DataFrame, fmt: str) -> tuple[list[str], list[list[str]]]:
     """Header and body cells of the display table, with the symbols of ``fmt``."""
     s = _SYMBOLS[fmt]
@@ -95,11 +132,12 @@ def _cells(summary: pd.DataFrame, fmt: str) -> tuple[list[str], list[list[str]]]
     alpha = summary.attrs.get("alpha", 0.05)
     level = f"{100 * (1 - alpha):g}%"
     label = METRICS.get(metric).label
-    esc = _latex_escape if fmt == "latex" else (lambda t: t)
+    esc = latex_escape if fmt == "latex" else (lambda t: t)
     bold = (lambda t: rf"\textbf{{{t}}}") if fmt == "latex" else (lambda t: f"**{t}**")
     header = [esc("Variant"), "Seeds", "Converged", esc("GMACs (thop)"), esc("Params (M)"),
               f"{esc(label)} mean {s['pm']} sd", esc(f"{level} CI"),
-              f"{s['delta']} vs baseline [CI]", esc("p (Holm)"), "Significant", "Rank"]
+              f"{s['delta']} vs baseline [CI]", esc("p (Holm)"), "Verdict", "Rank",
+              esc("Pareto (GMACs)"), esc("Pareto (latency)")]
     body = []
     for r in summary.itertuples(index=False):
         r = r._asdict()
@@ -128,14 +166,16 @@ def _cells(summary: pd.DataFrame, fmt: str) -> tuple[list[str], list[list[str]]]
             if pd.notna(r["delta_ci_low"]):
                 delta += (f" [{_num(r['delta_ci_low'], 4, sign=True)}, "
                           f"{_num(r['delta_ci_high'], 4, sign=True)}]")
-        p = esc(_p(r["p_holm"], s["na"])) + (s["dagger"] if _has_note(r["note"]) else "")
+        p = esc(format_p(r["p_holm"], s["na"])) + (s["dagger"] if _has_note(r["note"]) else "")
         rank = s["na"] if pd.isna(r["rank"]) else str(r["rank"])
         body.append([name, seeds, converged, gmacs, params, mean, ci, delta, p,
-                     esc(r["significant"]), rank])
+                     _verdict_cell(r, s, esc), rank,
+                     esc(r["pareto_gmacs"] or s["na"]), esc(r["pareto_latency"] or s["na"])])
     return header, body
 
 
-def _latex_escape(text: str) -> str:
+def latex_escape(text: str) -> str:
+    """``text`` with LaTeX's special characters escaped, for a table cell or note."""
     return "".join(_LATEX_SPECIALS.get(c, c) for c in text)
 
 
@@ -152,12 +192,12 @@ def format_summary(summary: pd.DataFrame, fmt: str = "markdown") -> str:
         return summary.to_csv(index=False)
     header, body = _cells(summary, fmt)
     align = ("left", "right", "right", "right", "right", "right", "right", "right", "right",
-             "left", "right")
+             "left", "right", "left", "left")
     if fmt == "markdown":
         table = tabulate(body, header, tablefmt="pipe", disable_numparse=True, colalign=align)
         return f"{table}\n\n{conventions(summary)}\n"
     table = tabulate(body, header, tablefmt="latex_raw", disable_numparse=True, colalign=align)
-    note = _latex_escape(conventions(summary))
+    note = latex_escape(conventions(summary))
     for plain, latex in (("±", r"$\pm$"), ("Δ", r"$\Delta$"), ("★", r"$\star$"),
                          ("†", r"$^\dagger$")):
         note = note.replace(plain, latex)

@@ -6,7 +6,9 @@ cell runs exactly once (Optuna's ``GridSampler`` can hand one cell to two worker
 2039 and 5489). A cell runs through ``ablate.runner.run_cell`` as in ``ablate run`` (a current
 row is kept, an interrupted run resumes), rows land in the usual ``results/<experiment>/runs/``
 layout and are also kept in the claims, so every worker writes the whole runs table at the end
-and ``ablate report`` works.
+and ``ablate report`` works. With adaptive seeds the cells come in rounds
+(``ablate.runner.planned_runs``): when a round's cells are all done, every worker reads the same
+rows, plans the same next cells, and claims them like the first ones.
 """
 
 from __future__ import annotations
@@ -39,21 +41,18 @@ def run_grid(exp: Experiment, store: Store, results_dir: str | Path = "results",
              log: Callable[[str], None] | None = None) -> pd.DataFrame:
     """Run the cells of experiment ``exp`` that no worker of the pool has run; return the runs.
 
-    Returns when every cell is done (by any worker), after writing every row into
+    Returns when every planned cell is done (by any worker), after writing every row into
     ``results/<experiment>/runs/`` and the runs table. ``log`` gets one line per cell run here.
     """
     exp_dir = Path(results_dir) / exp.name
     exp_dir.mkdir(parents=True, exist_ok=True)
     write_text(exp_dir / "experiment.json", json.dumps(runner.describe(exp), indent=2))
     spec = runner.data_spec(exp)
-    cells = {}
-    for v, s in exp.runs():
-        key = runner.run_key(v, spec, exp.config, s, exp.profile_size)
-        cells[cell_key(v.id, s, key)] = (v, s, key)
+    cells: dict[str, tuple[Any, int, str]] = {}
     claims = store.claims(f"grid/{exp.name}")
     me, data, ran = worker_id(), None, {}
     log = log or tqdm.write
-    bar = tqdm(total=len(cells), desc=f"{exp.name} ({me})", unit="run",
+    bar = tqdm(total=0, desc=f"{exp.name} ({me})", unit="run",
                disable=None if progress is None else not progress)
 
     def stop(held: Mapping[str, Claim]) -> bool:
@@ -80,11 +79,21 @@ def run_grid(exp: Experiment, store: Store, results_dir: str | Path = "results",
             log(f"ran {variant.id} seed {seed}, but another worker took the cell over (this "
                 "worker missed its heartbeats)")
 
-    work_pool(claims, list(cells), run, owner=me, heartbeat=store.heartbeat, stop=stop,
-              finished=finished)
+    while True:
+        planned = runner.planned_runs(exp, runner.collect_runs(exp_dir, exp))
+        new = {}
+        for v, s in planned:
+            key = runner.run_key(v, spec, exp.config, s, exp.profile_size)
+            new[cell_key(v.id, s, key)] = (v, s, key)
+        if new.keys() <= cells.keys():
+            break
+        cells.update(new)
+        bar.total = len(cells)
+        work_pool(claims, list(cells), run, owner=me, heartbeat=store.heartbeat, stop=stop,
+                  finished=finished)
+        _write_rows_of_others(exp_dir, claims.all(), cells)
     bar.close()
-    _write_rows_of_others(exp_dir, claims.all(), cells)
-    runs = runner.collect_runs(exp_dir, exp)
+    runs = runner.collect_runs(exp_dir, exp, planned)
     runner.write_runs(exp_dir, runs)
     return runs
 

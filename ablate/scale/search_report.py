@@ -20,6 +20,7 @@ from tabulate import tabulate
 
 from .. import runner
 from ..analysis.report import write_report
+from ..analysis.stats import summarize
 from ..convergence import is_converged
 from ..files import write_text
 from .ledger import LOST_ATTR, RETRY_HISTORY
@@ -137,8 +138,6 @@ def write_search_report(spec: SearchSpec, store: Store,
         lines.append(f"- Budget: GMACs (thop) <= {spec.budget_gmacs:g}, checked on a throw-away "
                      "copy of each variant before any training")
     lines += ["- Every trial, with its parameters and why it ended: [trials.csv](trials.csv)", ""]
-    lines += _front(study, spec)
-    lines += _importances(study, spec, exp_dir)
 
     runs = table[table["status"].isin(["ok", "failed"])][list(runner.columns())]
     runs = runs.reset_index(drop=True)
@@ -146,11 +145,14 @@ def write_search_report(spec: SearchSpec, store: Store,
     title = f"Search report: {spec.name}" + (f": {spec.description}" if spec.description else "")
     path = exp_dir / "report.md"
     if ok.empty:
+        lines += _front(study, spec, None) + _importances(study, spec, exp_dir)
         path.write_text("\n".join([f"# {title}", "", *lines,
                                    "No complete trial yet: nothing to summarize."]) + "\n")
         return path
     baseline = spec.baseline.id if (ok["variant"] == spec.baseline.id).any() else \
         ok.sort_values(OBJECTIVES.get(spec.metric).column, ascending=False)["variant"].iloc[0]
+    lines += _front(study, spec, summarize(runs, baseline, spec.metric))
+    lines += _importances(study, spec, exp_dir)
     write_report(exp_dir, runs, baseline, spec.metric, title=title)
     figure = exp_dir / "plots" / f"{spec.metric}_vs_gmacs.png"
     if figure.is_file():
@@ -184,7 +186,14 @@ def _convergence_line(table: pd.DataFrame) -> str:
             "speed, not architecture")
 
 
-def _front(study: optuna.Study, spec: SearchSpec) -> list[str]:
+#: The summary column holding the Pareto class against a cost objective.
+_CLASS_COLUMNS = {"gmacs": "pareto_gmacs", "latency": "pareto_latency"}
+
+
+def _front(study: optuna.Study, spec: SearchSpec, summary: pd.DataFrame | None) -> list[str]:
+    """The Pareto front (or best trial); with a cost objective that has Pareto classes
+    (``ablate.analysis.pareto``), each trial's class, or "one seed" where its variant has one
+    run and so no interval to place it with."""
     complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
     if not complete:
         return []
@@ -193,7 +202,23 @@ def _front(study: optuna.Study, spec: SearchSpec) -> list[str]:
     rows = [[t.number, f"`{t.user_attrs.get('variant', '')}`",
              *(f"{v:.4f}" for v in t.values)] for t in sorted(best, key=lambda t: t.values[-1])]
     title = "Pareto front" if len(spec.objectives) > 1 else "Best trial"
-    return [f"### {title}", "", tabulate(rows, heads, tablefmt="pipe", disable_numparse=True), ""]
+    column = next((_CLASS_COLUMNS[o] for o in spec.objectives if o in _CLASS_COLUMNS), None)
+    note = []
+    if column is not None and summary is not None and len(spec.objectives) > 1:
+        by_variant = summary.set_index("variant")
+        heads.append("Class with uncertainty")
+        for row, t in zip(rows, sorted(best, key=lambda t: t.values[-1])):
+            variant = t.user_attrs.get("variant", "")
+            seeds = int(by_variant["n_seeds"].get(variant, 0))
+            row.append(by_variant[column].get(variant, "") if seeds > 1 else "one seed")
+        single = int((summary["n_seeds"] == 1).sum())
+        note = [f"Class: optimal, possibly optimal or dominated given each variant's interval "
+                f"over seeds (ablate.analysis.pareto), for trials whose variant ran more than "
+                f"one seed. {single} of {len(summary)} complete variants ran one seed (seed "
+                f"{spec.seed}): for those the front above is drawn through single runs, whose "
+                "order another seed could change.", ""]
+    return [f"### {title}", "", tabulate(rows, heads, tablefmt="pipe", disable_numparse=True),
+            "", *note]
 
 
 def _importances(study: optuna.Study, spec: SearchSpec, exp_dir: Path) -> list[str]:

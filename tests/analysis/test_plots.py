@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import math
-
 import matplotlib.image
 import numpy as np
 import pandas as pd
 import pytest
 
 from ablate.analysis.plots import (
-    pareto_front,
     plot_curves,
+    plot_interactions,
     plot_metric_ci,
     plot_metric_vs_gmacs,
+    plot_metric_vs_latency,
     plot_metric_vs_params,
     plot_samples,
 )
@@ -55,15 +54,6 @@ def assert_figure(paths, stem: str, texts=()) -> str:
     return text
 
 
-def test_pareto_front_on_hand_made_points():
-    points = [(1, 0.5), (2, 0.7), (2, 0.6), (3, 0.7), (0.5, 0.4), (4, 0.9), (math.nan, 1.0)]
-    # (2, 0.6) and (3, 0.7) are beaten by (2, 0.7); the NaN point is never on the front.
-    assert pareto_front(points) == [4, 0, 1, 5]
-    assert pareto_front([(1, 1), (1, 1), (2, 0.5)]) == [0, 1]
-    assert pareto_front([(3, 0.9)]) == [0]
-    assert pareto_front([]) == []
-
-
 def test_dice_vs_gmacs_and_params(tmp_path, summary):
     # Short labels drop the tokens every id shares: "M-k0123", "MAA-k0123", "MAA-k23".
     text = assert_figure(plot_metric_vs_gmacs(summary, tmp_path), "dice_vs_gmacs",
@@ -71,6 +61,26 @@ def test_dice_vs_gmacs_and_params(tmp_path, summary):
     assert IDS[0] not in text
     assert_figure(plot_metric_vs_params(summary, tmp_path), "dice_vs_params",
                   ["Parameters (M)", "MAA-k0123"])
+    # Each variant drawn by its class: the legend names the classes present.
+    classes = set(summary["pareto_gmacs"])
+    assert classes <= {"optimal", "possibly optimal", "dominated"}
+    for name, label in (("optimal", "Pareto-optimal"), ("possibly optimal", "possibly optimal"),
+                        ("dominated", "dominated (a cheaper")):
+        assert (label in text) == (name in classes)
+
+
+def test_dice_vs_latency_and_interactions(tmp_path, summary):
+    timed = summary.assign(latency_ms=[20.0, 18.0, 25.0], pareto_latency=[
+        "possibly optimal", "optimal", "dominated"])
+    assert_figure(plot_metric_vs_latency(timed, tmp_path), "dice_vs_latency",
+                  ["Latency (ms per image", "possibly optimal", "dominated (a cheaper"])
+    runs = pd.DataFrame([dict(variant=f"{f}-{u}", seed=s, status="ok", fusion=f, upsample=u,
+                              dice=0.8 + 0.01 * s + 0.03 * (f == "add"))
+                         for f in ("concat", "add") for u in ("bilinear", "nearest", "transpose")
+                         for s in range(3)])
+    assert_figure(plot_interactions(runs, ["fusion", "upsample"], "concat-bilinear", tmp_path),
+                  "dice_interactions", ["fusion = concat", "fusion = add", "transpose",
+                                        "parallel lines = no interaction"])
 
 
 def test_dice_vs_gmacs_needs_counts(tmp_path, summary):

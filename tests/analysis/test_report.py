@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from ablate.analysis.report import load_runs, write_report
-from ablate.analysis.stats import summarize
+from ablate.analysis.stats import COLUMNS, summarize
 from ablate.analysis.tables import format_summary
 
 DEFINITION = "Dice = 2TP/(2TP+FP+FN) over all validation pixels (micro)"
@@ -121,3 +121,48 @@ def test_no_warning_when_every_run_converged_or_the_table_does_not_say(tmp_path,
     assert re.search(r"\|\s+— \|", format_summary(summarize(runs, "r18-M")))  # unknown
     runs["converged"] = True
     assert "Warning: still improving" not in write_report(tmp_path, runs, "r18-M").read_text()
+
+
+def test_report_defines_every_summary_column(tmp_path, runs):
+    text = write_report(tmp_path, runs, "r18-M").read_text("utf-8")
+    summary = summarize(runs, "r18-M")
+    assert [c.replace("<metric>", "dice") for c in COLUMNS] == list(summary.columns)
+    definitions = text.split("**Summary columns**")[1]
+    for column in summary.columns:
+        assert f"- `{column}`: " in definitions
+    assert "Not drawn: no latency in the runs table." in text and "## Adaptive seeds" not in text
+    assert "## Factorial effects" not in text  # one knob varies at most: not a grid
+
+
+def test_margins_give_verdicts_on_every_metric_that_has_one(tmp_path, runs):
+    text = write_report(tmp_path, runs, "r18-M",
+                        equivalence={"dice": 0.05, "iou": 0.05}).read_text("utf-8")
+    summary = summarize(runs, "r18-M", margin=0.05)
+    assert format_summary(summary) in text and "TOST" in text
+    other = text.split("### Verdicts on IoU (margin ±0.05)")[1].split("##")[0]
+    iou = summarize(runs, "r18-M", "iou", margin=0.05).set_index("variant")
+    for variant in ("r18-MAA", "r18-AAM"):
+        line = next(line for line in other.splitlines() if f"`{variant}`" in line)
+        assert line.rstrip(" |").endswith(iou.loc[variant, "verdict"])
+
+
+def test_adaptive_seeds_and_a_grid_get_their_sections(tmp_path):
+    rows = []
+    for fusion, upsample, shift in (("cat", "bil", 0.0), ("add", "bil", 0.04),
+                                    ("cat", "nn", -0.005), ("add", "nn", 0.03)):
+        for seed, noise in enumerate([0.002, -0.001, 0.003, -0.002]):
+            rows.append(dict(variant=f"{fusion}-{upsample}", seed=seed, status="ok",
+                             fusion=fusion, upsample=upsample, dice=0.85 + shift + noise,
+                             gmacs_thop=1.9, params_m=11.3, latency_ms=20.0))
+    runs = pd.DataFrame(rows)
+    runs = runs[~((runs["variant"] == "add-bil") & (runs["seed"] == 3))]  # decided at look 1
+    text = write_report(tmp_path, runs, "cat-bil", looks=(3, 4)).read_text("utf-8")
+    assert "## Adaptive seeds" in text and "## Factorial effects" in text
+    assert "**Runs: 15 of the 16 that 4 seeds for every variant would take; adaptivity saved " \
+           "1 runs (6%).**" in text
+    assert "fusion: add vs cat" in text and "plots/dice_interactions.png" in text
+    assert "plots/dice_vs_latency.png" in text
+    assert (tmp_path / "factorial.csv").is_file() and (tmp_path / "factorial.tex").is_file()
+    columns = pd.read_csv(tmp_path / "factorial.csv").columns
+    definitions = text.split("**Factorial columns**")[1]
+    assert all(f"- `{c}`: " in definitions for c in columns)

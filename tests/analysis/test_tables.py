@@ -145,6 +145,10 @@ def test_one_seed_per_variant_cannot_be_ranked_apart():
     assert others["p_value"].isna().all() and s["ci_low"].isna().all()
     assert s["dice_std"].isna().all()
     assert (s["rank"] == 1).all() and s["best"].all()
+    assert (others["verdict"] == "undecided").all()
+    assert "undecided (1 shared seed: no test)" in format_summary(s)
+    # Nothing can be dominated with confidence: off the front of the means is only possible.
+    assert set(s["pareto_gmacs"]) <= {"optimal", "possibly optimal"}
 
 
 def test_ties_share_a_rank_and_best_marks_the_inseparable():
@@ -201,6 +205,12 @@ def test_complexity_columns_and_deltas():
         summarize(runs, "base")
 
 
+def test_a_baseline_alone_is_summarized_without_comparisons():
+    s = summarize(make_runs({"base": BASE}), "base", margin=0.01, looks=(2, 3))
+    assert list(s["verdict"]) == ["baseline"] and s["p_value"].isna().all()
+    assert list(s["pareto_gmacs"]) == ["optimal"]
+
+
 def test_order_is_baseline_first_then_first_appearance():
     s = summarize(make_runs({"z": A, "base": BASE, "a": C}), "base")
     assert list(s["variant"]) == ["base", "z", "a"]
@@ -247,7 +257,8 @@ def test_markdown_marks_best_rows_and_states_conventions():
     lines = text.splitlines()
     header = lines[0]
     for column in ("Variant", "GMACs (thop)", "Params (M)", "Dice mean ± sd", "95% CI",
-                   "Δ vs baseline [CI]", "p (Holm)", "Significant", "Rank"):
+                   "Δ vs baseline [CI]", "p (Holm)", "Verdict", "Rank", "Pareto (GMACs)",
+                   "Pareto (latency)"):
         assert column in header
     by_variant = {name: next(line for line in lines if f" {name}" in line or f"**{name}" in line)
                   for name in ("tie", "worse")}
@@ -268,7 +279,7 @@ def test_latex_is_a_tabular_with_escaped_ids_and_bold_best_rows():
     assert tex.count("{") == tex.count("}")
     body = tex.split(r"\end{tabular}")[0]
     rows = [line for line in body.splitlines() if line.rstrip().endswith(r"\\")]
-    assert len(rows) == 3 and all(r.count("&") == 10 for r in rows)
+    assert len(rows) == 3 and all(r.count("&") == 12 for r in rows)
 
 
 def test_csv_round_trips_at_full_precision(tmp_path):

@@ -114,3 +114,43 @@ def test_a_grid_worker_killed_at_any_fault_point_leaves_every_cell_run_once(
         assert (runs["status"] == "ok").all(), point
         parquet = pd.read_parquet(results / exp.name / "runs.parquet")
         assert parquet[["variant", "seed", "status"]].equals(runs[["variant", "seed", "status"]])
+
+
+def test_adaptive_seeds_in_a_pool_run_each_added_cell_exactly_once(tmp_path, monkeypatch,
+                                                                   adaptive_raw, fake_cell):
+    """Two workers (threads here; cells write made-up rows) share the rounds of adaptive
+    seeds: every planned cell, the added seeds included, is run once, and both end with the
+    plan ``ablate run`` would make."""
+    import threading
+
+    from ablate.scale import grid
+
+    ran, lock = [], threading.Lock()
+
+    def cell(exp, variant, seed, *args, **kwargs):
+        with lock:
+            ran.append((variant.id, seed))
+        return fake_cell(exp, variant, seed, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "run_cell", cell)
+    monkeypatch.setattr(grid, "load_dataset", lambda *a, **k: None)
+    exp = parse_experiment(adaptive_raw, "adaptive")
+    url = f"sqlite:///{tmp_path / 'grid.db'}"
+    results = {}
+
+    def work(name: str) -> None:
+        store = open_store(url, heartbeat=1, grace=30)
+        results[name] = grid.run_grid(exp, store, tmp_path / name, progress=False,
+                                      log=lambda line: None)
+
+    workers = [threading.Thread(target=work, args=(n,)) for n in ("a", "b")]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=120)
+    assert sorted(ran) == sorted(set(ran))  # no cell twice
+    planned = runner.planned_runs(exp, results["a"])
+    assert sorted(ran) == sorted((v.id, s) for v, s in planned)
+    assert len(planned) > 12 and len(planned) < 24  # rounds were added, not every seed
+    for runs in results.values():
+        assert sorted(zip(runs["variant"], runs["seed"])) == sorted(ran)

@@ -41,8 +41,12 @@ def test_tiny_search_writes_trials_table_pareto_plot_and_report(tmp_path, tiny, 
     text = report.read_text()
     for part in ("## Search", "2 complete of 2 asked", "### Pareto front",
                  "### Parameter importances", "![Dice vs GMACs, Pareto front](pareto.png)",
-                 "## Results", "(baseline)"):
+                 "## Results", "(baseline)", "Class with uncertainty",
+                 "2 of 2 complete variants ran one seed (seed 0)"):
         assert part in text
+    front = text.split("### Pareto front")[1].split("###")[0]
+    assert all(line.rstrip(" |").endswith("one seed") for line in front.splitlines()
+               if line.startswith("| ") and "`" in line)
     # one-epoch trials cannot be judged: the search report says so of every complete trial
     assert "- Convergence: 0 of 2 complete trials converged; **still improving: trial 0" in text
     # joining a finished study runs nothing more

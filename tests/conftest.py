@@ -1,0 +1,39 @@
+"""Fixtures shared by the tests of ``ablate.runner`` and ``ablate.scale.grid``: an experiment
+with adaptive seeds whose cells write made-up rows instead of training."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+#: Seeds 3 to 6 and a ±0.01 Dice margin over three variants of a tiny baseline.
+ADAPTIVE = {"name": "adaptive", "dataset": {"name": "shapes"}, "preset": "quick",
+            "seeds": {"min": 3, "max": 6}, "equivalence": {"dice": 0.01},
+            "baseline": {"widths": [16, 8, 8, 8]},
+            "variants": [{"pool": "MAA"}, {"pool": "AAM"}, {"pool": "MAM"}]}
+#: Dice by pool over seeds 0-5: MAA far below the baseline (decided at the first look), AAM
+#: level with it (equivalent within ±0.01 once the seeds pin it down), MAM noisy (undecided).
+NOISE = [0.003, -0.002, 0.004, -0.003, 0.001, -0.001]
+DICE = {"M": [0.80 + e for e in NOISE], "MAA": [0.60 + 0.9 * e for e in NOISE],
+        "AAM": [0.80 + 1.1 * e for e in NOISE],
+        "MAM": [0.80 + e + d for e, d in zip(NOISE, [0.03, -0.03, 0.02, -0.03, 0.03, -0.02])]}
+
+
+@pytest.fixture
+def adaptive_raw() -> dict:
+    """The adaptive experiment as a mapping (as read from YAML)."""
+    return copy.deepcopy(ADAPTIVE)
+
+
+@pytest.fixture
+def fake_cell():
+    """A stand-in for ``ablate.runner.run_cell`` that writes a row with the made-up Dice."""
+    from ablate.runner import base_row, write_row
+
+    def cell(exp, variant, seed, data, out, key, *args, **kwargs):
+        row = base_row(variant, seed, exp.name, exp.preset, exp.config)
+        row.update(status="ok", dice=DICE[variant.pool][seed], run_key=key)
+        write_row(out, row)
+        return row
+    return cell
