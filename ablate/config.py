@@ -26,12 +26,16 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 class TrainConfig:
     """How one variant is trained and evaluated (units in comments)."""
 
-    # optimisation: AdamW + CosineAnnealingLR(T_max=epochs, eta_min)
+    # optimisation (ablate.optim): seed 002's AdamW + cosine unless named otherwise
     epochs: int = 15
     batch_size: int = 16
     lr: float = 1e-3
     weight_decay: float = 1e-4
     eta_min: float = 1e-6
+    optimizer: str = "adamw"     # ablate.optim.OPTIMIZERS: adamw, adam, sgd (momentum 0.9)
+    scheduler: str = "cosine"    # ablate.optim.SCHEDULERS: cosine (to eta_min), step, none
+    step_epochs: int = 1         # scheduler step: epochs between lr drops
+    step_gamma: float = 0.1      # scheduler step: lr factor at each drop
     loss: str = "dice"
     # data
     image_size: int = 224        # pixels, square
@@ -48,11 +52,11 @@ class TrainConfig:
     samples: int = 4             # validation images drawn in samples.png
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "image_size"):
+        for name in ("epochs", "batch_size", "image_size", "step_epochs"):
             _check(name, getattr(self, name), lambda v: is_int(v) and v >= 1, "a positive integer")
         _check("threads", self.threads, lambda v: is_int(v) and v >= 0, "an integer >= 0")
         _check("samples", self.samples, lambda v: is_int(v) and v >= 0, "an integer >= 0")
-        for name in ("lr", "weight_decay", "eta_min"):
+        for name in ("lr", "weight_decay", "eta_min", "step_gamma"):
             value = getattr(self, name)
             _check(name, value, lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
                    and v >= 0, "a non-negative number")
@@ -62,6 +66,10 @@ class TrainConfig:
         base = self.device.split(":")[0] if isinstance(self.device, str) else None
         _check("device", self.device, lambda v: base in DEVICES, f"{', '.join(DEVICES)} or cuda:N")
         from .losses import LOSSES
+        from .optim import OPTIMIZERS, SCHEDULERS
+
+        _check("optimizer", self.optimizer, lambda v: v in OPTIMIZERS, ", ".join(OPTIMIZERS))
+        _check("scheduler", self.scheduler, lambda v: v in SCHEDULERS, ", ".join(SCHEDULERS))
 
         _check("loss", self.loss, lambda v: v in LOSSES, ", ".join(LOSSES.names()))
         from .pretrain import INITS

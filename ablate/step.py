@@ -17,6 +17,7 @@ from torch import nn
 from .config import TrainConfig
 from .data import DatasetInfo
 from .losses import LossFn, build_loss
+from .optim import build_optimizer, build_scheduler
 
 
 @dataclass
@@ -36,7 +37,8 @@ class TrainStep:
 
 def build_train_step(model: nn.Module, info: DatasetInfo, config: TrainConfig,
                      device: torch.device) -> TrainStep:
-    """Loss, AdamW, cosine schedule and precision for ``model`` (already on ``device``).
+    """Loss, optimizer, schedule (``ablate.optim``, named by the config) and precision for
+    ``model`` (already on ``device``).
 
     CUDA only: bf16 autocast when ``config.amp`` (fp16 with a GradScaler where bf16 is not
     supported) and channels_last weights when ``config.channels_last``.
@@ -49,10 +51,8 @@ def build_train_step(model: nn.Module, info: DatasetInfo, config: TrainConfig,
         model = model.to(memory_format=torch.channels_last)
     step_model = torch.compile(model) if config.compile else model
     loss_fn = build_loss(config.loss, info.num_classes, info.ignore_index)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
-                                  weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs,
-                                                           eta_min=config.eta_min)
+    optimizer = build_optimizer(model.parameters(), config)
+    scheduler = build_scheduler(optimizer, config)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
     autocast = ((lambda: torch.autocast("cuda", dtype=amp_dtype)) if use_amp
                 else contextlib.nullcontext)
