@@ -114,6 +114,14 @@ def test_weights_from_a_local_file_only(tmp_path, monkeypatch):
     assert tag.id.endswith("-ptra_in1k") and Variant.from_id(tag.id) == tag
     with pytest.raises(FileNotFoundError, match=r"pretrained='ra_in1k'.*not in the local cache"):
         build_model(tag, 2)
+    # a tag's file already in the torch hub cache is read from there
+    cached = timm.create_model("efficientnet_b0", pretrained=False)
+    url = timm.models.get_pretrained_cfg("efficientnet_b0.ra_in1k").url
+    target = tmp_path / "torch" / "hub" / "checkpoints" / url.rsplit("/", 1)[1]
+    target.parent.mkdir(parents=True)
+    torch.save(cached.state_dict(), target)
+    enc = build_model(tag, 2).encoder
+    assert torch.equal(enc.body.conv_stem.weight, cached.conv_stem.weight)
     with pytest.raises(ValueError, match=r"pretrained='in22k'.*ra_in1k"):
         Variant(encoder="timm-efficientnet_b0", pretrained="in22k")
     with pytest.raises(FileNotFoundError, match="does not exist"):
