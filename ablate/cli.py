@@ -79,6 +79,8 @@ def _knobs(args: argparse.Namespace) -> int:
     for row in rows:
         print(f"{row['knob']}  (default: {row['default']})\n    {row['help']}\n"
               f"    allowed: {row['allowed']}")
+        for line in row["choices"] if row["knob"] == "encoder" else ():
+            print(f"      {line}")
     return 0
 
 

@@ -34,11 +34,16 @@ class TrainConfig:
     epochs: int | None = None
     steps: int | None = None
     images: int | None = None
-    # optimisation: AdamW + CosineAnnealingLR stepped once per epoch, spanning the budget
+    # optimisation (ablate.optim): seed 002's AdamW + cosine unless named otherwise; the
+    # schedule steps once per epoch and spans the budget
     batch_size: int = 16
     lr: float = 1e-3
     weight_decay: float = 1e-4
     eta_min: float = 1e-6
+    optimizer: str = "adamw"     # ablate.optim.OPTIMIZERS: adamw, adam, sgd (momentum 0.9)
+    scheduler: str = "cosine"    # ablate.optim.SCHEDULERS: cosine (to eta_min), step, none
+    step_epochs: int = 1         # scheduler step: epochs between lr drops
+    step_gamma: float = 0.1      # scheduler step: lr factor at each drop
     loss: str = "dice"
     # data
     image_size: int = 224        # pixels, square
@@ -66,11 +71,11 @@ class TrainConfig:
         for name in BUDGET_KEYS:
             _check(name, getattr(self, name), lambda v: v is None or (is_int(v) and v >= 1),
                    "a positive integer")
-        for name in ("batch_size", "image_size"):
+        for name in ("batch_size", "image_size", "step_epochs"):
             _check(name, getattr(self, name), lambda v: is_int(v) and v >= 1, "a positive integer")
         _check("threads", self.threads, lambda v: is_int(v) and v >= 0, "an integer >= 0")
         _check("samples", self.samples, lambda v: is_int(v) and v >= 0, "an integer >= 0")
-        for name in ("lr", "weight_decay", "eta_min"):
+        for name in ("lr", "weight_decay", "eta_min", "step_gamma"):
             value = getattr(self, name)
             _check(name, value, lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
                    and v >= 0, "a non-negative number")
@@ -80,6 +85,10 @@ class TrainConfig:
         base = self.device.split(":")[0] if isinstance(self.device, str) else None
         _check("device", self.device, lambda v: base in DEVICES, f"{', '.join(DEVICES)} or cuda:N")
         from .losses import LOSSES
+        from .optim import OPTIMIZERS, SCHEDULERS
+
+        _check("optimizer", self.optimizer, lambda v: v in OPTIMIZERS, ", ".join(OPTIMIZERS))
+        _check("scheduler", self.scheduler, lambda v: v in SCHEDULERS, ", ".join(SCHEDULERS))
 
         _check("loss", self.loss, lambda v: v in LOSSES, ", ".join(LOSSES.names()))
         from .pretrain import INITS

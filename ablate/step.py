@@ -18,6 +18,7 @@ from .config import TrainConfig
 from .data import DatasetInfo
 from .env import cpu_has_bf16
 from .losses import LossFn, build_loss
+from .optim import build_optimizer, build_scheduler
 
 
 @dataclass
@@ -47,7 +48,8 @@ def amp_dtype(device: torch.device) -> torch.dtype | None:
 
 def build_train_step(model: nn.Module, info: DatasetInfo, config: TrainConfig,
                      device: torch.device, epochs: int | None = None) -> TrainStep:
-    """Loss, AdamW, cosine schedule and precision for ``model`` (already on ``device``).
+    """Loss, optimizer, schedule (``ablate.optim``, named by the config) and precision for
+    ``model`` (already on ``device``).
 
     The schedule is stepped once per epoch and spans ``epochs`` (default ``config.epochs``;
     a budget in steps or images resolves to epochs with ``config.budget``).
@@ -63,14 +65,12 @@ def build_train_step(model: nn.Module, info: DatasetInfo, config: TrainConfig,
         model = model.to(memory_format=torch.channels_last)
     step_model = torch.compile(model) if config.compile else model
     loss_fn = build_loss(config.loss, info.num_classes, info.ignore_index)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
-                                  weight_decay=config.weight_decay)
+    optimizer = build_optimizer(model.parameters(), config)
     epochs = epochs if epochs is not None else config.epochs
     if epochs is None:
         raise ValueError(f"the budget is {config.budget_label}: pass the epochs it resolves to "
                          "(TrainConfig.budget) to span the schedule over it")
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs,
-                                                           eta_min=config.eta_min)
+    scheduler = build_scheduler(optimizer, config, epochs)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and dtype == torch.float16)
     autocast = ((lambda: torch.autocast(device.type, dtype=dtype)) if use_amp
                 else contextlib.nullcontext)

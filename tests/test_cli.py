@@ -16,6 +16,15 @@ def test_knobs_lists_every_knob(capsys):
     assert json.loads(capsys.readouterr().out)[0]["default"] == "M"
 
 
+def test_knobs_encoder_shows_each_encoders_skips_and_strides(capsys):
+    assert main(["knobs", "encoder"]) == 0
+    out = capsys.readouterr().out
+    assert "resnet50 (r50): e0 1/2, e1 1/4, e2 1/8, e3 1/16; e4 1/32 feeds the decoder" in out
+    assert "unet (unet): e0 1/1, e1 1/2, e2 1/4, e3 1/8; e4 1/16 feeds the decoder" in out
+    assert "timm-<name> (token timm.<name>)" in out
+    assert "timm-convnext_tiny (timm.convnext_tiny): e0 1/4, e1 1/8, e2 1/16; e3 1/32" in out
+
+
 def test_profile_json_row(capsys):
     args = ["profile", "--variant", "r18-MAA-w16.8-k23-cat-ds-bil", "--pool", "AAM",
             "--input-size", "64", "--json"]
@@ -36,7 +45,8 @@ def test_profile_from_yaml(tmp_path, capsys):
     (["profile", "--pool", "MXA"], "pool='MXA' is not allowed"),
     (["profile", "--widths", "1,2,3,4,5,6"], "6 stages"),
     (["profile", "--skips", "e7"], "unknown skip 'e7'"),
-    (["profile", "--encoder", "vgg"], "allowed: resnet18, resnet34, resnet50"),
+    (["profile", "--encoder", "vgg"], "allowed: resnet18, resnet34, resnet50, timm-<name>"),
+    (["profile", "--encoder", "unet", "--pool", "MAA"], "unet has no pool points"),
     (["profile", "--input-size", "3x4x5x6"], "--input-size"),
     (["profile", "--variant-file", "missing.yaml"], "no such file"),
 ])

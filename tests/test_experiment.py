@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pytest
 
+from ablate.config import load_config
 from ablate.experiment import ExperimentError, load_experiment, parse_experiment
 from ablate.models.variant import Variant
 
@@ -15,15 +16,17 @@ def test_shipped_experiments_load(path):
     assert exp.name == path.stem
     assert exp.variants[0] == exp.baseline
     assert len(exp.variants) >= 2 or path.stem == "budget_check_quick"
-    assert len(exp.seeds) >= 3
-    if path.stem.endswith("_full"):  # hard shapes, a budget longer than seed 002's 15 epochs
+    assert len(exp.seeds) >= 3 or path.stem == "seed004_budget_check_quick"
+    if path.stem.endswith("_full") and exp.data.name == "shapes":
+        # hard shapes, a budget longer than seed 002's 15 epochs
         assert exp.config.image_size == 224 and exp.config.epochs == 60
         assert exp.data.options["style"] == "hard"
 
 
 def test_quick_studies_share_data_budget_and_init():
-    """One dataset, budget, schedule and encoder init for every quick study (never per study)."""
-    quick = [load_experiment(p) for p in ABLATIONS if not p.stem.endswith("_full")]
+    """One dataset, budget, schedule and encoder init for every quick study on the quick recipe
+    (never per study)."""
+    quick = [e for e in map(load_experiment, ABLATIONS) if e.preset == "quick"]
     assert len(quick) == 7
     plain = [e for e in quick if e.name != "budget_check_quick"]
     assert len({(e.data, e.config) for e in plain}) == 1
@@ -43,6 +46,25 @@ def test_seed002_studies_match_the_log():
     assert [v.id for v in ladder.variants] == [
         "r18-MAA-w180.90.45.45-k0123-cat-ds-bil", "r18-MAA-w128.64.32.32-k0123-cat-ds-bil",
         "r18-MAA-w128.64.32.32-k23-cat-ds-bil", "r18-MAA-w128.64.32.32-k23-add-ds-bil"]
+
+
+def test_seed004_studies_keep_its_recipe():
+    """Seed 004's optimizer and schedule everywhere; the quick form keeps its three lr phases,
+    the budget check doubles each; the full form's baseline is seed 001's U-Net on VOC."""
+    names = ("unet_vs_resnet50_full", "unet_vs_resnet50_quick", "budget_check_quick")
+    full, quick, double = (load_experiment(Path(f"experiments/seed004_{n}.yaml")) for n in names)
+    for exp in (full, quick, double):
+        assert exp.preset == "seed004"
+        assert (exp.config.optimizer, exp.config.scheduler) == ("adam", "step")
+        assert exp.config.loss == "ce" and exp.metric == "iou"
+        assert exp.config.epochs == 3 * exp.config.step_epochs
+        assert [v.encoder for v in exp.variants][1:] == ["resnet50"]
+    assert full.data.name == "voc" and full.config == load_config("seed004")
+    assert full.baseline.id == "unet-M-w512.256.128.64-k0123-cat-cvb-trh"
+    assert quick.data.options["mode"] == "multiclass" and quick.data == double.data
+    assert double.config == quick.config.replace(epochs=2 * quick.config.epochs,
+                                                 step_epochs=2 * quick.config.step_epochs)
+    assert quick.variants == double.variants
 
 
 def _raw(**extra):

@@ -166,3 +166,10 @@ def test_learns_shapes_well_above_chance(tmp_path):
     chance = 2 * fg / (1 + fg)  # Dice of the all-foreground prediction
     assert res.status == "ok"
     assert res.metrics["dice"] > 1.5 * chance, (res.metrics, chance)
+
+
+def test_optimizer_and_schedule_from_the_config(data):
+    res = train(TINY, data, _cfg(optimizer="sgd", scheduler="step", step_gamma=0.5), seed=0,
+                progress=False)
+    assert res.status == "ok"
+    assert [h["lr"] for h in res.history] == pytest.approx([1e-3, 5e-4])

@@ -8,25 +8,30 @@ from torch import nn
 
 from ..checks import is_int, not_allowed
 from .decoder import UNetDecoder
-from .encoders import ResNetEncoder
+from .encoders import Contract, build_encoder
 from .variant import Variant
 
 
 class SegmentationModel(nn.Module):
-    """ResNet encoder, U-Net decoder and a 1x1 head; logits have the input's height and width.
+    """An encoder from the registry, the U-Net decoder and a 1x1 head; logits have the input's
+    height and width.
 
     Inputs of any size work: they are zero-padded on the bottom and right to a multiple of the
-    encoder's stride (32) and the logits are cropped back. When the decoder stops above full
-    resolution (fewer than 5 stages) the logits are bilinearly upsampled to the input size.
+    encoder's output stride (32 for ResNets, 16 for the U-Net encoder) and the logits are cropped
+    back. When the decoder stops above full resolution (``decoder.output_stride > 1``: fewer
+    stages than the encoder's strides allow) the head's logits are bilinearly upsampled to the
+    input size.
     """
 
     def __init__(self, variant: Variant, num_classes: int, in_channels: int = 3) -> None:
         super().__init__()
         self.variant = variant
         self.num_classes = num_classes
-        self.encoder = ResNetEncoder(variant.encoder, variant.pool, in_channels, variant.pretrained)
-        self.decoder = UNetDecoder(self.encoder.out_channels, variant.widths, variant.skips,
-                                   variant.block, variant.upsample, variant.fusion)
+        self.encoder = build_encoder(variant.encoder, in_channels, variant.pool,
+                                     variant.pretrained)
+        contract = Contract(self.encoder.out_channels, self.encoder.strides)
+        self.decoder = UNetDecoder(contract, variant.widths, variant.skips, variant.block,
+                                   variant.upsample, variant.fusion)
         self.head = nn.Conv2d(self.decoder.out_channels, num_classes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -5,14 +5,18 @@ A ``Variant``'s defaults are the baseline (a plain ResNet-18 U-Net); other varia
 parser, its allowed values and its token in the variant id, e.g.
 ``r18-MAA-w128.64.32.32-k23-cat-ds-bil``:
 
-    r18            encoder (r18 / r34 / r50)
-    MAA            pool order (canonical: trailing ResNet-default ``S`` letters dropped)
+    r18            encoder (r18 / r34 / r50 / unet / unet16 / timm.<timm name>)
+    MAA            pool order (canonical: trailing ResNet-default ``S`` letters dropped; ``M``
+                   for encoders without pool points)
     w128.64.32.32  decoder widths, deepest stage first
-    k23            kept skips (``kx``: none)
+    k23            kept skips (``kx``: none), named after the encoder's features
     cat            fusion (cat / add)
-    ds             decoder block (cv / ds)
-    bil            upsampling (bil / nn / tr)
+    ds             decoder block (cv / cvb / ds)
+    bil            upsampling (bil / nn / tr / trh)
     pt...          only when pretrained: the weights name, or ``ptf`` + a hash of the file path
+
+Which skips exist, and how many decoder stages fit, depends on the encoder's stride contract
+(``ablate.models.encoders.contract``); the variant is checked against it when made.
 
 The number of classes and input channels come from the dataset, never from the variant.
 """
@@ -21,16 +25,30 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-import torchvision
-
 from ..checks import not_allowed, refuse_unknown, to_int
 from ..registry import Registry
-from .decoder import BLOCKS, FUSIONS, MAX_STAGES, SKIP_NAMES, UPSAMPLES
-from .encoders import ENCODERS, POOLS, is_weights_file
+from .decoder import BLOCKS, FUSIONS, UPSAMPLES
+from .encoders import (
+    ENCODERS,
+    POOLS,
+    allowed_encoders,
+    check_pool,
+    encoder_contract,
+    encoder_from_token,
+    encoder_token,
+    encoder_weights,
+    family_of,
+    is_weights_file,
+    list_encoders,
+)
+
+#: The ``skips`` value "every skip the encoder has" (resolved when a variant is made).
+ALL_SKIPS = ("all",)
 
 
 @dataclass(frozen=True)
@@ -45,6 +63,7 @@ class Knob:
     token: Callable[[Any], str]
     untoken: Callable[[str], Any]
     values: Registry | None = None
+    choices: Callable[[], list[str]] | None = None  # one line per allowed value, for listings
 
 
 #: Every knob in id-token order (= the ``Variant`` fields, = the result columns' order).
@@ -70,7 +89,31 @@ def _categorical(name: str, values: Registry, help: str) -> Knob:
         tokens = ", ".join(values.meta(v)["token"] for v in values)
         raise ValueError(f"{name} token {token!r} is not one of {tokens}")
 
-    return Knob(name, help, allowed, parse, lambda v: values.meta(v)["token"], untoken, values)
+    def choices() -> list[str]:
+        return [f"{v} ({values.meta(v)['token']}): {values.help(v)}" for v in values]
+
+    return Knob(name, help, allowed, parse, lambda v: values.meta(v)["token"], untoken, values,
+                choices)
+
+
+def _parse_encoder(value: Any) -> str:
+    family_of(value)
+    encoder_contract(value)  # a timm name is checked against timm here
+    return value
+
+
+def _encoder_choices() -> list[str]:
+    lines, headed = [], set()
+    for row in list_encoders():
+        if row["example"] and row["family"] not in headed:
+            family = ENCODERS.get(row["family"])
+            headed.add(row["family"])
+            lines.append(f"{family.prefix}<name> (token {family.token_prefix}<name>): "
+                         f"{ENCODERS.help(row['family'])}; for example")
+        pools = f"pool letters {row['pool']}" if row["pool"] != "none" else "no pool points"
+        lines.append(f"{'  ' * row['example']}{row['encoder']} ({row['token']}): "
+                     f"{row['features']}; {pools}")
+    return lines
 
 
 def _parse_pool(value: Any) -> str:
@@ -93,8 +136,8 @@ def _parse_widths(value: Any) -> tuple[int, ...]:
         widths = tuple(to_int(w) for w in items)
     except (TypeError, ValueError):
         raise not_allowed("widths", value, allowed, "not a sequence of integers") from None
-    if not 1 <= len(widths) <= MAX_STAGES:
-        raise not_allowed("widths", value, allowed, f"{len(widths)} stages")
+    if not widths:
+        raise not_allowed("widths", value, allowed, "0 stages")
     if any(w <= 0 for w in widths):
         raise not_allowed("widths", value, allowed, "widths must be positive")
     return widths
@@ -104,6 +147,8 @@ def _parse_skips(value: Any) -> tuple[str, ...]:
     allowed = KNOBS.get("skips").allowed
     if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "x")):
         return ()
+    if value in ("all", ["all"], ALL_SKIPS):
+        return ALL_SKIPS
     if isinstance(value, str):
         parts = value.replace(",", " ").split()
         items = parts if len(parts) > 1 or value.strip().startswith("e") else list(value.strip())
@@ -113,7 +158,7 @@ def _parse_skips(value: Any) -> tuple[str, ...]:
     for item in items:
         digit = isinstance(item, int) or (isinstance(item, str) and item.isdigit())
         name = f"e{item}" if digit else item
-        if name not in SKIP_NAMES:
+        if not isinstance(name, str) or not re.fullmatch(r"e\d", name):
             raise not_allowed("skips", value, allowed, f"unknown skip {item!r}")
         skips.add(name)
     return tuple(sorted(skips))
@@ -153,27 +198,33 @@ def _untoken_pretrained(token: str) -> str:
     return token[2:]
 
 
-_register_knob(_categorical("encoder", ENCODERS, "ResNet encoder from torchvision"))
 _register_knob(Knob(
-    "pool", "downsampling order: stem pool, layer2, layer3, layer4 entries",
+    "encoder", "encoder: a name from a registered family (features and strides per encoder below)",
+    allowed_encoders(), _parse_encoder, encoder_token, encoder_from_token,
+    choices=_encoder_choices))
+_register_knob(Knob(
+    "pool", "downsampling order of a ResNet: stem pool, layer2, layer3, layer4 entries",
     "1 to 4 letters over M (max-pool), A (average-pool), S (strided conv); "
-    "positions not given keep ResNet's own (M at the stem, S after)",
+    "positions not given keep ResNet's own (M at the stem, S after); encoders without pool "
+    "points take only M (their own downsampling)",
     _parse_pool, lambda v: v, lambda token: token, POOLS))
 _register_knob(Knob(
-    "widths", "decoder widths, deepest stage first (stage 5 reaches full resolution)",
-    f"1 to {MAX_STAGES} positive integers, e.g. 128,64,32,32",
+    "widths", "decoder widths, deepest stage first (the last allowed stage reaches full "
+    "resolution: 5 for ResNets, 4 for the U-Net encoder)",
+    "1 to log2(the encoder's output stride) positive integers, e.g. 128,64,32,32",
     _parse_widths, lambda v: "w" + ".".join(map(str, v)), _prefixed("w", "widths")))
 _register_knob(Knob(
-    "skips", "encoder skips fed to the decoder (e3 at 1/16, e2 1/8, e1 1/4, e0 1/2)",
-    "any subset of e0, e1, e2, e3 (e.g. e2,e3 or 23), or none",
+    "skips", "encoder features fed to the decoder, e0 the shallowest (which exist, at what "
+    "stride: see the encoder knob)",
+    "all, none, or any subset of the encoder's skips (ResNets: e0..e3, e.g. e2,e3 or 23)",
     _parse_skips, lambda v: "k" + ("".join(s[1] for s in v) or "x"), _prefixed("k", "skips")))
 _register_knob(_categorical("fusion", FUSIONS, "how a skip joins the decoder"))
 _register_knob(_categorical("block", BLOCKS, "decoder refine block"))
 _register_knob(_categorical("upsample", UPSAMPLES, "decoder x2 upsampling"))
 _register_knob(Knob(
     "pretrained", "encoder weights, read from local files only",
-    "none, a local state_dict file, or a torchvision weights name already in the torch cache "
-    "(e.g. IMAGENET1K_V1)",
+    "none, a local weights file, or a weights name already in the local cache: torchvision's "
+    "for ResNets (e.g. IMAGENET1K_V1), a timm pretrained tag for timm-* (e.g. ra_in1k)",
     _parse_pretrained, _pretrained_token, _untoken_pretrained))
 
 
@@ -184,7 +235,7 @@ class Variant:
     encoder: str = "resnet18"
     pool: str = "M"
     widths: tuple[int, ...] = (256, 128, 64, 32)
-    skips: tuple[str, ...] = SKIP_NAMES
+    skips: tuple[str, ...] = ALL_SKIPS   # every skip the encoder has (ResNets: e0..e3)
     fusion: str = "concat"
     block: str = "conv"
     upsample: str = "bilinear"
@@ -193,22 +244,39 @@ class Variant:
     def __post_init__(self) -> None:
         for f in fields(self):
             object.__setattr__(self, f.name, KNOBS.get(f.name).parse(getattr(self, f.name)))
+        contract = encoder_contract(self.encoder)
+        if self.skips == ALL_SKIPS:
+            object.__setattr__(self, "skips", contract.skips)
+        check_pool(self.encoder, self.pool)
         stages = len(self.widths)
+        if stages > contract.max_stages:
+            raise not_allowed(
+                "widths", self.widths,
+                f"1 to {contract.max_stages} positive integers for encoder {self.encoder}",
+                f"{stages} stages, but {self.encoder}'s deepest feature is at "
+                f"1/{contract.output_stride}: {contract.max_stages} stages reach full resolution")
         for skip in self.skips:
-            needed = 4 - int(skip[1])
+            if skip not in contract.skips:
+                raise not_allowed(
+                    "skips", list(self.skips),
+                    f"all, none, or any subset of {', '.join(contract.skips)} "
+                    f"({contract.describe()})",
+                    f"unknown skip {skip!r} for encoder {self.encoder}")
+            needed = contract.stage_of(skip)
             if stages < needed:
+                reached = [s for s in contract.skips if contract.stage_of(s) <= stages]
                 raise ValueError(
                     f"skips={list(self.skips)!r} is not allowed with widths={list(self.widths)!r}: "
                     f"{skip} is fused by decoder stage {needed}, but there are only {stages} "
-                    "stages; "
-                    f"with {stages} stages the skips can be any of "
-                    f"{', '.join(f'e{3 - i}' for i in range(min(stages, 4)))}"
+                    f"stages; with {stages} stages the skips can be any of "
+                    f"{', '.join(reached) or 'none'}"
                 )
         if self.pretrained and not is_weights_file(self.pretrained):
-            names = [w.name for w in torchvision.models.get_model_weights(self.encoder)]
+            names = encoder_weights(self.encoder)
             if self.pretrained not in names:
-                raise not_allowed("pretrained", self.pretrained,
-                           f"a local file path, or one of {', '.join(names)} for {self.encoder}")
+                named = f"one of {', '.join(names)} for {self.encoder}" if names else \
+                    f"nothing else: {self.encoder} has no published weights"
+                raise not_allowed("pretrained", self.pretrained, f"a local file path, or {named}")
 
     @property
     def id(self) -> str:
@@ -266,8 +334,9 @@ def _check_keys(mapping: Mapping[str, Any]) -> None:
     refuse_unknown(mapping, KNOBS.names(), "knob")
 
 
-def list_knobs(pattern: str | None = None) -> list[dict[str, str]]:
-    """Every knob (optionally fnmatch-filtered): name, default, allowed values, meaning."""
+def list_knobs(pattern: str | None = None) -> list[dict[str, Any]]:
+    """Every knob (optionally fnmatch-filtered): name, default, allowed values, meaning, and
+    ``choices``: one line per value (per encoder: its token, skips and their strides)."""
     defaults = {f.name: f.default for f in fields(Variant)}
     rows = []
     for name in KNOBS.names(pattern):
@@ -276,7 +345,7 @@ def list_knobs(pattern: str | None = None) -> list[dict[str, str]]:
         if knob.values is not None and knob.values is not POOLS:
             allowed = "; ".join(f"{v} ({knob.values.help(v)})" for v in knob.values)
         rows.append({"knob": name, "default": _show(defaults[name]), "allowed": allowed,
-                     "help": knob.help})
+                     "help": knob.help, "choices": knob.choices() if knob.choices else []})
     return rows
 
 

@@ -2,14 +2,16 @@ import pytest
 import torch
 
 from ablate import Variant, build_model, profile_model
+from ablate.models.encoders import list_encoders
 from ablate.models.variant import KNOBS
 
 BASE = Variant(widths=(16, 16, 8, 8))
+ENCODER_NAMES = [row["encoder"] for row in list_encoders() if not row["example"]]
 
 
 def _variants():
-    out = []
-    for name in ("encoder", "fusion", "block", "upsample"):
+    out = [BASE.replace(encoder=name) for name in ENCODER_NAMES]
+    for name in ("fusion", "block", "upsample"):
         out += [BASE.replace(**{name: v}) for v in KNOBS.get(name).values]
     out += [BASE.replace(pool=p) for p in ("A", "S", "MAM", "MAA", "AAM", "SSSS", "AMAM")]
     out += [BASE.replace(skips=s) for s in ("none", "e3", "23", "013")]

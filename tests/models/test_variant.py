@@ -1,8 +1,12 @@
+import csv
 import itertools
+from pathlib import Path
 
 import pytest
 import yaml
 
+from ablate import build_model
+from ablate.models.encoders import list_encoders
 from ablate.models.variant import KNOBS, Variant, list_knobs
 
 
@@ -23,7 +27,8 @@ def _one_of_each():
     """One variant per value of every categorical knob, plus pool / skips / widths samples."""
     base = Variant()
     out = [base]
-    for name in ("encoder", "fusion", "block", "upsample"):
+    out += [base.replace(encoder=row["encoder"], skips="all") for row in list_encoders()]
+    for name in ("fusion", "block", "upsample"):
         out += [base.replace(**{name: v}) for v in KNOBS.get(name).values]
     out += [base.replace(pool=p) for p in ("A", "S", "MAM", "MAA", "AAM", "SSSS", "MMMM", "AS")]
     out += [base.replace(skips=s) for s in ("none", "e3", "23", "0123", "013")]
@@ -65,7 +70,7 @@ def test_pretrained_in_id():
     ({"skips": ("e7",)}, r"skips=.*unknown skip 'e7'.*e0, e1, e2, e3"),
     ({"encoder": "resnet99"}, r"encoder='resnet99'.*allowed: resnet18, resnet34, resnet50"),
     ({"fusion": "mul"}, r"fusion='mul'.*allowed: add, concat"),
-    ({"block": "mbconv"}, r"block='mbconv'.*allowed: conv, dsconv"),
+    ({"block": "mbconv"}, r"block='mbconv'.*allowed: conv, conv_bias, dsconv"),
     ({"upsample": "pixelshuffle"}, r"upsample='pixelshuffle'.*bilinear, nearest, transpose"),
     ({"pretrained": "IMAGENET9K"}, r"pretrained='IMAGENET9K'.*IMAGENET1K_V1"),
     ({"widths": (64, 32)}, r"e0 is fused by decoder stage 4.*only 2 stages"),
@@ -108,3 +113,34 @@ def test_from_id_errors():
 def test_all_skip_subsets_distinct():
     subsets = [c for n in range(5) for c in itertools.combinations(("e0", "e1", "e2", "e3"), n)]
     assert len({Variant(skips=s).id for s in subsets}) == 16
+
+
+def _committed_rows():
+    """One row per variant id in the committed results (runs.csv, and trials.csv of searches)."""
+    rows = {}
+    for path in sorted(Path(__file__).parents[2].glob("results/*/*.csv")):
+        if path.name in ("runs.csv", "trials.csv"):
+            for row in csv.DictReader(path.open()):
+                rows.setdefault(row["variant"], row)
+    return rows
+
+
+COMMITTED = _committed_rows()
+
+
+def test_committed_results_exist():
+    assert len(COMMITTED) >= 15
+
+
+@pytest.mark.parametrize("variant_id", sorted(COMMITTED))
+def test_committed_ids_round_trip_and_build(variant_id):
+    """Ids of committed results keep their meaning: same id, same knob columns, and the same
+    parameters (up to the head's output channels, which the dataset sets)."""
+    row = COMMITTED[variant_id]
+    variant = Variant.from_id(variant_id)
+    assert variant.id == variant_id
+    assert all(row[k] == v for k, v in variant.columns().items() if k in row)
+    model = build_model(variant, 1)
+    extra = int(float(row["params"])) - sum(p.numel() for p in model.parameters())
+    per_class = model.head.in_channels + 1
+    assert extra >= 0 and extra % per_class == 0

@@ -2,21 +2,37 @@ import pytest
 import torch
 import torchvision
 
-from ablate.models.encoders import ENCODERS, POOLS, ResNetEncoder
+from ablate.models.encoders import ENCODERS, POOLS, ResNetEncoder, build_encoder
+from ablate.models.encoders.resnet import RESNETS
 
 ENCODER_CHANNELS = {"resnet18": (64, 64, 128, 256, 512), "resnet34": (64, 64, 128, 256, 512),
                     "resnet50": (64, 256, 512, 1024, 2048)}
 
 
-@pytest.mark.parametrize("name", ENCODERS.names())
+def test_one_family_with_pool_letters():
+    family = ENCODERS.get("resnet")
+    assert family.names == ("resnet18", "resnet34", "resnet50") == tuple(RESNETS)
+    assert family.tokens == ("r18", "r34", "r50")
+    assert ENCODERS.meta("resnet")["pools"] is POOLS
+
+
+@pytest.mark.parametrize("name", ENCODER_CHANNELS)
 @pytest.mark.parametrize("pool", ["M", "SAMA", "ASMS"])
-def test_contract_strides_and_channels(name, pool):
-    enc = ResNetEncoder(name, pool).eval()
+def test_every_pool_order_keeps_the_strides(name, pool):
+    enc = build_encoder(name, pool=pool).eval()
     with torch.no_grad():
         feats = enc(torch.randn(1, 3, 64, 96))
     assert [tuple(f.shape[-2:]) for f in feats] == [(64 // s, 96 // s) for s in (2, 4, 8, 16, 32)]
     assert tuple(f.shape[1] for f in feats) == enc.out_channels == ENCODER_CHANNELS[name]
-    assert enc.output_stride == 32
+    assert enc.strides == (2, 4, 8, 16, 32) and enc.output_stride == 32
+
+
+def test_torchvision_published_param_counts():
+    """Encoder + fc = torchvision's published totals (11,689,512 / 21,797,672 / 25,557,032)."""
+    published = {"resnet18": 11_689_512, "resnet34": 21_797_672, "resnet50": 25_557_032}
+    for name, total in published.items():
+        fc = 1000 * (ENCODER_CHANNELS[name][-1] + 1)
+        assert sum(p.numel() for p in ResNetEncoder(name).parameters()) + fc == total
 
 
 def test_pool_letters_place_modules():

@@ -1,9 +1,6 @@
-"""ResNet encoders built from torchvision, with a configurable downsampling ("pool") order.
+"""The ResNet family: torchvision ResNets with a configurable downsampling ("pool") order.
 
-Encoder contract (the decoder relies on nothing else):
-    ``forward(x)`` returns five feature maps ``[e0, e1, e2, e3, e4]`` at strides
-    2, 4, 8, 16, 32 of the input; ``out_channels`` lists their channel counts and
-    ``output_stride`` is 32. Inputs must have sides divisible by 32 (the model pads).
+Features ``e0..e4`` at strides 2, 4, 8, 16, 32: the stem (conv1 + BN + ReLU), then layer1..4.
 
 Pool order: one letter per downsampling point after ``conv1``, in order the stem pool, the entry
 of layer2, of layer3, of layer4. Letters not given keep ResNet's own choice (stem max-pool,
@@ -26,28 +23,18 @@ import torch
 import torchvision
 from torch import nn
 
-from ..registry import Registry
+from ...registry import Registry
+from .contract import ENCODERS, Contract, EncoderFamily, is_weights_file
 
-ENCODERS: Registry = Registry("encoder")
 POOLS: Registry = Registry("pool letter")
 
-
-@ENCODERS.register("resnet18", token="r18")
-def resnet18() -> torchvision.models.ResNet:
-    """torchvision ResNet-18 (BasicBlock, 11.7 M params)."""
-    return torchvision.models.resnet18(weights=None)
-
-
-@ENCODERS.register("resnet34", token="r34")
-def resnet34() -> torchvision.models.ResNet:
-    """torchvision ResNet-34 (BasicBlock, 21.8 M params)."""
-    return torchvision.models.resnet34(weights=None)
-
-
-@ENCODERS.register("resnet50", token="r50")
-def resnet50() -> torchvision.models.ResNet:
-    """torchvision ResNet-50 (Bottleneck, 25.6 M params)."""
-    return torchvision.models.resnet50(weights=None)
+#: name: (id token, torchvision constructor, feature channels e0..e4)
+RESNETS = {
+    "resnet18": ("r18", torchvision.models.resnet18, (64, 64, 128, 256, 512)),
+    "resnet34": ("r34", torchvision.models.resnet34, (64, 64, 128, 256, 512)),
+    "resnet50": ("r50", torchvision.models.resnet50, (64, 256, 512, 1024, 2048)),
+}
+STRIDES = (2, 4, 8, 16, 32)
 
 
 @POOLS.register("M")
@@ -78,11 +65,6 @@ def weights_cache_path(encoder: str, weights_name: str) -> Path:
     """Where torchvision keeps a named weights entry's file (``$TORCH_HOME/hub/checkpoints``)."""
     weights = torchvision.models.get_model_weights(encoder)[weights_name]
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
-
-
-def is_weights_file(spec: str) -> bool:
-    """A ``pretrained`` value that names a file rather than a torchvision weights entry."""
-    return "/" in spec or "\\" in spec or spec.endswith((".pt", ".pth", ".bin"))
 
 
 def load_pretrained(net: nn.Module, encoder: str, spec: str) -> None:
@@ -139,12 +121,13 @@ def _unstride(block: nn.Module) -> None:
 class ResNetEncoder(nn.Module):
     """A torchvision ResNet as a five-level feature extractor (see the module docstring)."""
 
-    output_stride = 32
+    strides = STRIDES
+    output_stride = STRIDES[-1]
 
-    def __init__(self, name: str, pool: str, in_channels: int = 3,
+    def __init__(self, name: str, pool: str = "M", in_channels: int = 3,
                  pretrained: str | None = None) -> None:
         super().__init__()
-        net = ENCODERS.get(name)()
+        net = RESNETS[name][1](weights=None)
         if pretrained:
             load_pretrained(net, name, pretrained)
         if in_channels != 3:
@@ -179,3 +162,13 @@ class ResNetEncoder(nn.Module):
 def _block_out_channels(layer: nn.Sequential) -> int:
     last = layer[-1]
     return (last.bn3 if hasattr(last, "bn3") else last.bn2).num_features
+
+
+ENCODERS.register("resnet", help="torchvision ResNet; pool letters choose its downsampling",
+                  pools=POOLS)(EncoderFamily(
+    contract=lambda name: Contract(RESNETS[name][2], STRIDES),
+    build=ResNetEncoder,
+    weights=lambda name: tuple(w.name for w in torchvision.models.get_model_weights(name)),
+    names=tuple(RESNETS),
+    tokens=tuple(token for token, _, _ in RESNETS.values()),
+))
