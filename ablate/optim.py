@@ -3,7 +3,8 @@
 An optimizer entry is ``fn(params, config) -> torch.optim.Optimizer`` and reads ``lr`` and
 ``weight_decay``; a schedule entry is ``fn(optimizer, config, epochs) -> LRScheduler``, stepped
 once per epoch by the training loop over a budget of ``epochs`` (``TrainConfig.budget``).
-``TrainConfig``'s ``optimizer`` and ``scheduler`` keys name them; the defaults (``adamw``, ``cosine``) are seed 002's recipe, ``adam`` + ``step`` seed 004's.
+``TrainConfig``'s ``optimizer`` and ``scheduler`` keys name them; the defaults (``adamw``,
+``cosine``) are seed 002's recipe, ``adam`` + ``step`` seed 004's.
 """
 
 from __future__ import annotations
