@@ -27,7 +27,7 @@ def test_quick_studies_share_data_budget_and_init():
     """One dataset, budget, schedule and encoder init for every quick study on the quick recipe
     (never per study)."""
     quick = [e for e in map(load_experiment, ABLATIONS) if e.preset == "quick"]
-    assert len(quick) == 7
+    assert len(quick) == 8
     plain = [e for e in quick if e.name != "budget_check_quick"]
     assert len({(e.data, e.config) for e in plain}) == 1
     config = plain[0].config
