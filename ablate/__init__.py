@@ -25,13 +25,14 @@ __all__ = [
     "DATASETS", "KNOBS", "LOSSES", "PRESETS",
     "DataSpec", "Experiment", "MetricAccumulator", "Profile", "Registry", "RunResult",
     "SegmentationModel", "TrainConfig", "Variant",
-    "build_model", "evaluate", "format_summary", "list_knobs", "load_config", "load_dataset",
-    "load_experiment", "load_runs", "profile_model", "run_experiment", "run_one", "scores",
-    "summarize", "train", "write_report",
+    "build_model", "evaluate", "factorial_effects", "format_summary", "list_knobs",
+    "load_config", "load_dataset", "load_experiment", "load_runs", "profile_model",
+    "run_experiment", "run_one", "scores", "summarize", "train", "verdicts", "write_report",
 ]
 __version__ = "0.1.0"
 
 _LAZY = {"format_summary": "analysis.tables", "summarize": "analysis.stats",
+         "verdicts": "analysis.stats", "factorial_effects": "analysis.factorial",
          "load_runs": "analysis.report", "write_report": "analysis.report"}
 
 
