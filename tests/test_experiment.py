@@ -58,7 +58,7 @@ def test_seed004_studies_keep_its_recipe():
         assert (exp.config.optimizer, exp.config.scheduler) == ("adam", "step")
         assert exp.config.loss == "ce" and exp.metric == "iou"
         assert exp.config.epochs == 3 * exp.config.step_epochs
-        assert [v.encoder for v in exp.variants][1:] == ["resnet50"]
+        assert [v.encoder for v in exp.variants][1:] == ["resnet50" if exp is full else "resnet18"]
     assert full.data.name == "voc" and full.config == load_config("seed004")
     assert full.baseline.id == "unet-M-w512.256.128.64-k0123-cat-cvb-trh"
     assert quick.data.options["mode"] == "multiclass" and quick.data == double.data
