@@ -40,13 +40,12 @@ def variant_from_args(args: argparse.Namespace) -> Variant:
     """The variant named by ``--variant`` / ``--variant-file``, with knob flags applied on top."""
     if args.variant and args.variant_file:
         raise ValueError("give --variant or --variant-file, not both")
-    base = Variant()
-    if args.variant:
-        base = Variant.from_id(args.variant)
-    elif args.variant_file:
-        base = Variant.from_dict(_read_yaml_mapping(args.variant_file))
     overrides = {n: getattr(args, n) for n in KNOBS.names() if getattr(args, n) is not None}
-    return base.replace(**overrides)
+    if args.variant:
+        return Variant.from_id(args.variant).replace(**overrides)
+    if args.variant_file:
+        return Variant.from_dict(_read_yaml_mapping(args.variant_file)).replace(**overrides)
+    return Variant.from_dict(overrides)  # defaults fit the encoder given (skips: all of its own)
 
 
 def _read_yaml_mapping(path: Path) -> dict[str, Any]:

@@ -34,6 +34,14 @@ def test_profile_json_row(capsys):
     assert row["profile_input"] == "3x64x64" and row["params"] > 11_000_000
 
 
+def test_profile_any_encoder_with_its_own_defaults(capsys):
+    args = ["profile", "--encoder", "timm-convnext_atto", "--widths", "16,8", "--input-size",
+            "64", "--json"]
+    assert main(args) == 0  # skips: all of the convnext's that two stages reach (e2, e1)
+    row = json.loads(capsys.readouterr().out)
+    assert row["variant"] == "timm.convnext_atto-M-w16.8-k12-cat-cv-bil"
+
+
 def test_profile_from_yaml(tmp_path, capsys):
     path = tmp_path / "v.yaml"
     path.write_text("pool: MAA\nwidths: [16, 8]\nskips: [e2, e3]\n")

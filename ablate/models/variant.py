@@ -47,7 +47,8 @@ from .encoders import (
     list_encoders,
 )
 
-#: The ``skips`` value "every skip the encoder has" (resolved when a variant is made).
+#: The ``skips`` value "every skip of the encoder that the decoder's stages reach" (resolved when
+#: a variant is made: e0..e3 for a ResNet with four or five stages).
 ALL_SKIPS = ("all",)
 
 
@@ -235,7 +236,7 @@ class Variant:
     encoder: str = "resnet18"
     pool: str = "M"
     widths: tuple[int, ...] = (256, 128, 64, 32)
-    skips: tuple[str, ...] = ALL_SKIPS   # every skip the encoder has (ResNets: e0..e3)
+    skips: tuple[str, ...] = ALL_SKIPS   # every skip the stages reach (ResNets: e0..e3)
     fusion: str = "concat"
     block: str = "conv"
     upsample: str = "bilinear"
@@ -245,10 +246,11 @@ class Variant:
         for f in fields(self):
             object.__setattr__(self, f.name, KNOBS.get(f.name).parse(getattr(self, f.name)))
         contract = encoder_contract(self.encoder)
-        if self.skips == ALL_SKIPS:
-            object.__setattr__(self, "skips", contract.skips)
-        check_pool(self.encoder, self.pool)
         stages = len(self.widths)
+        if self.skips == ALL_SKIPS:
+            reached = tuple(s for s in contract.skips if contract.stage_of(s) <= stages)
+            object.__setattr__(self, "skips", reached)
+        check_pool(self.encoder, self.pool)
         if stages > contract.max_stages:
             raise not_allowed(
                 "widths", self.widths,

@@ -144,3 +144,13 @@ def test_committed_ids_round_trip_and_build(variant_id):
     extra = int(float(row["params"])) - sum(p.numel() for p in model.parameters())
     per_class = model.head.in_channels + 1
     assert extra >= 0 and extra % per_class == 0
+
+
+def test_all_skips_are_those_the_stages_reach():
+    assert Variant().skips == ("e0", "e1", "e2", "e3") and Variant(skips="all") == Variant()
+    assert Variant(widths=(8, 8)).skips == ("e2", "e3")
+    assert Variant(widths=(8,) * 5).skips == ("e0", "e1", "e2", "e3")
+    assert Variant(encoder="unet", widths=(8,) * 3).skips == ("e1", "e2", "e3")
+    assert Variant.from_dict({"skips": ["all"]}) == Variant()
+    with pytest.raises(ValueError, match="unknown skip 'all,e1'|unknown skip 'all'"):
+        Variant(skips="all,e1")

@@ -107,8 +107,9 @@ class EncoderFamily:
     examples: tuple[str, ...] = ()          # prefix names shown by ``ablate knobs``
 
     def owns(self, name: str) -> bool:
-        return name in self.names or bool(self.prefix) and name.startswith(self.prefix) \
+        prefixed = bool(self.prefix) and name.startswith(self.prefix) \
             and len(name) > len(self.prefix)
+        return name in self.names or prefixed
 
     def token(self, name: str) -> str:
         if name in self.names:
