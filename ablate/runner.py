@@ -40,7 +40,7 @@ from .models.model import build_model
 from .models.profile import profile_model
 from .models.variant import KNOBS, Variant
 from .timing import latency_ms
-from .train import train
+from .train import drop_resume_state, train
 
 COUNTER_UNITS = ("gmacs_* = 1e9 multiply-accumulates per image at profile_input (thop, fvcore: "
                  "one MAC = one 'flop'; exact: conv + linear from layer shapes); gflops_torch = "
@@ -217,7 +217,8 @@ def run_cell(exp: Experiment, variant: Variant, seed: int,
     the cell trains, resuming its checkpoint. The run key is written first, so an interrupted
     cell resumes only under the same settings. ``on_epoch(epoch, scores)`` is passed to
     ``train``; a ``Pruned`` it raises becomes a pruned row, any other exception a failed row
-    with its reason, never an error of the caller. Every cell run here ends with ``row.json``.
+    with its reason, never an error of the caller. Every cell run here ends with ``row.json``;
+then its resume state is dropped (``checkpoints/final.pt`` keeps the weights).
     """
     if is_finished(out, key, retry_failed):
         return read_row(out)
@@ -252,6 +253,7 @@ def run_cell(exp: Experiment, variant: Variant, seed: int,
     row["run_key"] = key
     row["wall_s"] = time.perf_counter() - start
     write_row(out, row)
+    drop_resume_state(out)
     return row
 
 

@@ -10,7 +10,8 @@ variant with the same encoder starts from the same encoder weights; with ``encod
 are the init's, made once by ``ablate.pretrain``), the batch order and the augmentation of each
 epoch. On the CPU the same seed gives identical metrics twice. With
 ``out_dir`` the run writes ``history.csv``, ``samples.png`` and atomic ``checkpoints/last.pt``
-and ``best.pt``; a run started again with the same settings resumes from ``last.pt``.
+and ``best.pt``; a run started again with the same settings resumes from ``last.pt``. Once the
+run's row is stored, ``drop_resume_state`` turns ``last.pt`` into ``final.pt``, its weights only.
 """
 
 from __future__ import annotations
@@ -220,6 +221,20 @@ def _check_same_run(state: dict, identity: dict, path: Path) -> None:
         if state.get(key) != value:
             raise ValueError(f"checkpoint {path} was written for a different run ({key}: "
                              f"{state.get(key)!r} != {value!r}); delete it or pass resume=False")
+
+
+def drop_resume_state(out_dir: Path) -> None:
+    """Replace a run's ``checkpoints/last.pt`` by ``final.pt``: the same identity, epoch and
+    weights (the model its row reports), without the optimizer and scheduler state that only a
+    resume needs. Two thirds of the file for AdamW; a no-op when there is no ``last.pt``."""
+    last = out_dir / "checkpoints" / "last.pt"
+    if not last.is_file():
+        return
+    state = torch.load(last, map_location="cpu", weights_only=True)
+    resume_only = {"optimizer", "scheduler", "scaler", "best", "history", "train_time_s"}
+    _atomic_save({k: v for k, v in state.items() if k not in resume_only},
+                 out_dir / "checkpoints" / "final.pt")
+    last.unlink()
 
 
 def _failed(result: RunResult, reason: str) -> RunResult:

@@ -70,8 +70,10 @@ def test_end_to_end_files_and_row_schema(workdir):
         for s in (0, 1))
     assert (runs.status == "ok").all() and runs.dice.between(0, 1).all()
     assert pd.read_parquet(exp_dir / "runs.parquet").shape == runs.shape
-    for path in ("history.csv", "samples.png", "row.json", "checkpoints/last.pt"):
+    for path in ("history.csv", "samples.png", "row.json", "checkpoints/final.pt",
+                 "checkpoints/best.pt"):
         assert (run_dir(exp_dir, runs.variant[0], 0) / path).is_file()
+    assert not (run_dir(exp_dir, runs.variant[0], 0) / "checkpoints/last.pt").exists()
     report = (exp_dir / "report.md").read_text()
     assert "r18-MAA-w16.8.8.8-k0123-cat-ds-bil" in report and "plots/dice_vs_gmacs.png" in report
 
@@ -96,7 +98,7 @@ def test_row_numbers_recomputed_independently(workdir):
         fv.unsupported_ops_warnings(False)
         assert row.gmacs_fvcore == pytest.approx(fv.total() / 1e9)
         assert row.gflops_torch == pytest.approx(2 * row.gmacs_exact)
-        state = torch.load(run_dir(workdir / "res" / "schema", variant, 0) / "checkpoints/last.pt",
+        state = torch.load(run_dir(workdir / "res" / "schema", variant, 0) / "checkpoints/final.pt",
                            weights_only=True)
         fresh.load_state_dict(state["model"])
         scores = evaluate(fresh, BatchLoader(splits["val"], 3), info.num_classes)

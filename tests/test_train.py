@@ -9,7 +9,7 @@ from ablate.data import BatchLoader, DataSpec, load_dataset
 from ablate.evaluate import evaluate
 from ablate.models.model import build_model
 from ablate.models.variant import Variant
-from ablate.train import train
+from ablate.train import drop_resume_state, train
 
 train_module = importlib.import_module("ablate.train")  # the module, not ablate.train()
 step_module = importlib.import_module("ablate.step")  # where the loss is built
@@ -60,6 +60,23 @@ def test_outputs_history_checkpoints_and_samples(data, tmp_path):
     assert res.history[1]["lr"] == pytest.approx(1e-6 + (1e-3 - 1e-6) / 2)
     n_images = (32 // 8) * 8 * 2
     assert res.train_images_per_s == pytest.approx(n_images / res.train_time_s)
+
+
+def test_dropping_resume_state_keeps_the_reported_weights_in_a_smaller_file(data, tmp_path):
+    res = train(TINY, data, _cfg(), seed=0, out_dir=tmp_path, progress=False)
+    last_path, final_path = tmp_path / "checkpoints" / "last.pt", tmp_path / "checkpoints" / "final.pt"
+    last_size = last_path.stat().st_size
+    drop_resume_state(tmp_path)
+    assert not last_path.exists() and final_path.stat().st_size < last_size / 2  # AdamW: 2 moments
+    final = torch.load(final_path, weights_only=True)
+    assert "optimizer" not in final and final["epoch"] == 2 and final["seed"] == 0
+    info, splits = data
+    model = build_model(TINY, info.model_outputs)
+    model.load_state_dict(final["model"])
+    scores = evaluate(model, BatchLoader(splits["val"], 5), info.num_classes, info.ignore_index)
+    assert scores["dice"] == pytest.approx(res.metrics["dice"], abs=1e-6)
+    drop_resume_state(tmp_path)  # nothing left to drop: a no-op
+    assert final_path.is_file()
 
 
 def test_a_budget_in_steps_equal_to_whole_epochs_trains_the_same_run(data):
