@@ -194,7 +194,7 @@ def _bench(args: argparse.Namespace) -> int:
 
     base = SMOKE if args.smoke else BenchSettings()
     given = {k: getattr(args, k) for k in ("image_size", "batch", "steps", "repeats",
-                                           "overhead_rounds", "threads")
+                                           "overhead_rounds", "switch_rounds", "threads")
              if getattr(args, k) is not None}
     if args.no_compile:
         given["compile"] = False
@@ -338,20 +338,23 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--retry-failed", action="store_true", help="redo failed runs")
 
     p = sub.add_parser("bench", help="speed: latency, images/s, memory; harness vs a bare loop "
-                                     "and smp; cache vs decoding; CUDA switches")
+                                     "and smp; cache vs decoding; speed switches")
     p.add_argument("--device", default="all", help="all (cpu, and cuda when there is one), "
                                                    "auto, cpu or cuda (default all)")
     p.add_argument("--variants", nargs="+", type=Path, default=None,
                    help="experiment YAML files whose variants to time, after the plain baseline "
                         "(default: the seed 002 pooling and skips quick studies)")
-    p.add_argument("--image-size", type=int, help="pixels, a multiple of 32 (default 64)")
+    p.add_argument("--image-size", type=int, help="pixels, a multiple of 32 (default 32, the "
+                                                  "quick preset's)")
     p.add_argument("--batch", type=int, help="training and large-latency batch (default 16)")
     p.add_argument("--steps", type=int, help="training steps per timed epoch (default 10)")
     p.add_argument("--repeats", type=int, help="timed rounds per measurement (default 5)")
     p.add_argument("--overhead-rounds", type=int,
                    help="rounds of the harness-overhead section (default 30)")
+    p.add_argument("--switch-rounds", type=int,
+                   help="rounds of each speed switch against the plain path (default 12)")
     p.add_argument("--threads", type=int, help="CPU threads (default 0: every core)")
-    p.add_argument("--no-compile", action="store_true", help="CUDA: skip the torch.compile row")
+    p.add_argument("--no-compile", action="store_true", help="skip the torch.compile row")
     p.add_argument("--out", type=Path, default=Path("results/bench"), help="output folder")
     p.add_argument("--smoke", action="store_true",
                    help="tiny sizes, one variant, seconds (checks the outputs, not the speed)")

@@ -52,8 +52,9 @@ class TrainConfig:
     encoder_init: str | None = None  # an ablate.pretrain.INITS name, or None: random weights
     # hardware
     device: str = "auto"         # auto: cuda, then mps, then cpu; or cuda:N
-    amp: bool = True             # CUDA only: bf16 autocast (fp16 + GradScaler without bf16)
-    channels_last: bool = True   # CUDA only
+    amp: bool = True             # bf16 autocast where the device has it (CUDA: fp16 + GradScaler
+                                 # without bf16; CPU: avx512_bf16 or AMX; see step.amp_dtype)
+    channels_last: bool = True   # channels_last weights and inputs (CUDA and CPU)
     compile: bool = False        # torch.compile the model
     threads: int = 0             # CPU intra-op threads; 0 keeps torch's default
     # output

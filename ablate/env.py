@@ -30,6 +30,18 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
+@functools.cache
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has bf16 arithmetic (x86 avx512_bf16 or AMX; Linux's /proc/cpuinfo), so
+    bf16 autocast can be faster than fp32 rather than emulated; False where it cannot be told."""
+    try:
+        flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("flags")), "")
+    except OSError:
+        return False
+    return bool({"avx512_bf16", "amx_bf16"} & set(flags.split(":", 1)[-1].split()))
+
+
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)

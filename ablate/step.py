@@ -16,6 +16,7 @@ from torch import nn
 
 from .config import TrainConfig
 from .data import DatasetInfo
+from .env import cpu_has_bf16
 from .losses import LossFn, build_loss
 from .optim import build_optimizer, build_scheduler
 
@@ -35,6 +36,16 @@ class TrainStep:
     device: torch.device
 
 
+def amp_dtype(device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``config.amp`` on ``device``: bf16 on CUDA (fp16 where bf16 is not
+    supported) and on CPUs with bf16 instructions (``env.cpu_has_bf16``); None elsewhere."""
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu" and cpu_has_bf16():
+        return torch.bfloat16
+    return None
+
+
 def build_train_step(model: nn.Module, info: DatasetInfo, config: TrainConfig,
                      device: torch.device, epochs: int | None = None) -> TrainStep:
     """Loss, optimizer, schedule (``ablate.optim``, named by the config) and precision for
@@ -43,13 +54,13 @@ def build_train_step(model: nn.Module, info: DatasetInfo, config: TrainConfig,
     The schedule is stepped once per epoch and spans ``epochs`` (default ``config.epochs``;
     a budget in steps or images resolves to epochs with ``config.budget``).
 
-    CUDA only: bf16 autocast when ``config.amp`` (fp16 with a GradScaler where bf16 is not
-    supported) and channels_last weights when ``config.channels_last``.
+    ``config.amp``: autocast to :func:`amp_dtype` where the device has one (else ignored);
+    fp16 on CUDA gets a GradScaler. ``config.channels_last``: channels_last weights and inputs
+    on CUDA and the CPU.
     """
-    cuda = device.type == "cuda"
-    dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float16
-    use_amp = cuda and config.amp
-    channels_last = cuda and config.channels_last
+    dtype = amp_dtype(device)
+    use_amp = config.amp and dtype is not None
+    channels_last = config.channels_last and device.type in ("cuda", "cpu")
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     step_model = torch.compile(model) if config.compile else model

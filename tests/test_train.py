@@ -104,6 +104,22 @@ def test_a_budget_in_steps_or_images_stops_after_that_many_optimizer_steps(
         assert res.history[1]["lr"] == pytest.approx(1e-6 + (1e-3 - 1e-6) / 2)
 
 
+@pytest.mark.parametrize("switch", ["amp", "channels_last"])
+def test_a_cpu_speed_switch_keeps_the_results_of_the_plain_path(data, switch):
+    """The switches `ablate bench` times (and the quick preset may turn on) change speed, not
+    what is learnt: the same run with the switch on stays within a small tolerance of plain fp32."""
+    if switch == "amp" and step_module.amp_dtype(torch.device("cpu")) is None:
+        pytest.skip("this CPU has no bf16 instructions: amp changes nothing here")
+    off = {"epochs": 3, "amp": False, "channels_last": False}
+    plain = train(TINY, data, _cfg(**off), seed=2, progress=False)
+    switched = train(TINY, data, _cfg(**{**off, switch: True}), seed=2, progress=False)
+    losses = [(h["train_loss"], g["train_loss"]) for h, g in zip(plain.history,
+                                                                  switched.history)]
+    assert all(abs(a - b) <= 0.02 * a for a, b in losses), losses
+    assert switched.metrics["dice"] == pytest.approx(plain.metrics["dice"], abs=0.02)
+    assert switched.metrics["val_loss"] == pytest.approx(plain.metrics["val_loss"], rel=0.02)
+
+
 def test_resume_matches_uninterrupted(data, tmp_path):
     full = train(TINY, data, _cfg(epochs=3), seed=1, out_dir=tmp_path / "a", progress=False)
 

@@ -9,8 +9,10 @@ measurement) and ``<out_dir>/<device>.md`` (machine, versions and date, then tab
   against itself (the noise floor) over many short rounds, with 95% confidence intervals;
 - peer: our closest variant against ``segmentation_models_pytorch.Unet("resnet18")``;
 - data path: an epoch over the decode-once cache against decoding the image files every epoch;
-- CUDA only: the speed-up of bf16 autocast, channels_last and ``torch.compile``, and the share of
-  step time spent waiting for input.
+- switches: the speed-up of bf16 autocast (where the device has bf16), channels_last,
+  ``torch.compile`` and (CPU) every core against one thread, each against the plain path; the
+  quick preset turns on the CPU switches measured faster;
+- CUDA only: the share of step time spent waiting for input.
 
 Conventions. The harness side always runs ``ablate.step.train_epoch`` on objects made by
 ``build_train_step``, the code ``train`` runs. Every timed pass follows one untimed warm-up pass.
@@ -23,20 +25,22 @@ Peak memory: CUDA max allocated during one training epoch; on the CPU the proces
 far, which never goes down within a run.
 
 Modules: ``settings`` (``BenchSettings``, ``SMOKE``), ``loops`` (what is timed: the harness step,
-the bare loop, latency, ABBA order), ``measure`` (the variant, overhead, peer and CUDA sections),
-``datapath`` (cache against decoding files), ``stats`` (result rows, median CI, verdicts),
-``machine`` (device name, header), ``report`` (csv and Markdown) and ``run`` (``run_bench``).
+the bare loop, latency, ABBA order), ``measure`` (the variant, overhead, peer, switch and CUDA
+sections), ``datapath`` (cache against decoding files), ``stats`` (result rows, median CI,
+verdicts), ``machine`` (device name, header), ``report`` (csv and Markdown) and ``run``
+(``run_bench``).
 """
 
 from __future__ import annotations
 
 from .machine import device_slug
-from .measure import CUDA_METRICS, PEER_NAME, PEER_VARIANT, TRIVIAL
+from .measure import CUDA_METRICS, PEER_NAME, PEER_VARIANT, PLAIN, SWITCHES, TRIVIAL
 from .report import OVERHEAD_GOAL
 from .run import DEFAULT_EXPERIMENTS, bench_devices, default_variants, run_bench
 from .settings import SMOKE, BenchSettings
 from .stats import CI_LEVEL, CI_MIN_ROUNDS, COLUMNS
 
 __all__ = ["CI_LEVEL", "CI_MIN_ROUNDS", "COLUMNS", "CUDA_METRICS", "DEFAULT_EXPERIMENTS",
-           "OVERHEAD_GOAL", "PEER_NAME", "PEER_VARIANT", "SMOKE", "TRIVIAL", "BenchSettings",
+           "OVERHEAD_GOAL", "PEER_NAME", "PEER_VARIANT", "PLAIN", "SMOKE", "SWITCHES", "TRIVIAL",
+           "BenchSettings",
            "bench_devices", "default_variants", "device_slug", "run_bench"]

@@ -14,7 +14,7 @@ from ..data import BatchLoader, DatasetInfo
 from ..losses import build_loss
 from ..models.model import build_model
 from ..models.variant import Variant
-from ..step import TrainStep, train_epoch
+from ..step import TrainStep, amp_dtype, train_epoch
 from ..timing import latency_ms
 from .settings import BenchSettings
 
@@ -65,15 +65,14 @@ def bare_loop(model: torch.nn.Module, info: DatasetInfo, config: TrainConfig,
               device: torch.device) -> Callable[..., float]:
     """A minimal hand-written loop (zero_grad, forward, loss, backward, step): the reference.
 
-    Same loss, AdamW and cosine schedule as the harness; on CUDA the same autocast dtype and
+    Same loss, AdamW and cosine schedule as the harness, the same autocast dtype and
     channels_last, but no GradScaler (bf16 needs none).
     """
-    cuda = device.type == "cuda"
-    channels_last = cuda and config.channels_last
+    channels_last = config.channels_last and device.type in ("cuda", "cpu")
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    amp = cuda and config.amp
-    dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float16
+    dtype = amp_dtype(device)
+    amp = config.amp and dtype is not None
     loss_fn = build_loss(config.loss, info.num_classes, info.ignore_index)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
                                   weight_decay=config.weight_decay)
@@ -89,7 +88,7 @@ def bare_loop(model: torch.nn.Module, info: DatasetInfo, config: TrainConfig,
             if channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             if amp:
-                with torch.autocast("cuda", dtype=dtype):
+                with torch.autocast(device.type, dtype=dtype):
                     logits = model(images)
             else:
                 logits = model(images)

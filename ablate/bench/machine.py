@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from ..config import TrainConfig
 from ..env import git_commit
 from .settings import BenchSettings
 
@@ -45,7 +46,7 @@ def _version(dist: str) -> str:
         return "not installed"
 
 
-def meta(device: torch.device, settings: BenchSettings) -> dict[str, str]:
+def meta(device: torch.device, settings: BenchSettings, config: TrainConfig) -> dict[str, str]:
     """The header of the md file: what ran where, when, and at what sizes."""
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
@@ -66,8 +67,10 @@ def meta(device: torch.device, settings: BenchSettings) -> dict[str, str]:
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "settings": f"image {settings.image_size} px, batch {settings.batch}, steps per timed "
                     f"epoch {settings.steps}, timed rounds {settings.repeats} (after one "
-                    f"warm-up), overhead rounds {settings.overhead_rounds}; preset quick (AdamW, "
-                    "cosine schedule, dice loss, augmentation on the device)"
-                    + ("; bf16 autocast and channels_last on (harness defaults), compile off"
-                       if device.type == "cuda" else ""),
+                    f"warm-up), overhead rounds {settings.overhead_rounds}, switch rounds "
+                    f"{settings.switch_rounds}; preset quick (AdamW, cosine schedule, "
+                    f"{config.loss} loss, augmentation {'on' if config.augment else 'off'}; "
+                    f"amp {config.amp}, channels_last {config.channels_last}, compile "
+                    f"{config.compile}"
+                    + (" as the full preset sets them)" if device.type == "cuda" else ")"),
     }

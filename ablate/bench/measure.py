@@ -1,6 +1,7 @@
 """The measurements of ``ablate bench``, one function per section, each returning result rows:
 per variant (latency, images/s, memory, harness / bare loop), the harness overhead with its A/A
-noise floor, the smp peer, and the CUDA switches (bf16, channels_last, compile, input wait)."""
+noise floor, the smp peer, the speed switches (bf16, channels_last, compile, threads) and the
+CUDA input wait."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import torch
 from ..config import TrainConfig
 from ..data import BatchLoader, DatasetInfo
 from ..models.variant import Variant
-from ..step import build_train_step
+from ..step import amp_dtype, build_train_step
 from ..timing import peak_memory_mb, reset_peak_memory
 from .loops import (
     SEED,
@@ -29,6 +30,7 @@ from .loops import (
     seeded_model,
     sync,
 )
+from .machine import cores
 from .settings import BenchSettings
 from .stats import result_row
 
@@ -50,9 +52,7 @@ PEER_DIFFERENCES = (
     "encoder: both torchvision's ResNet-18 layers with a 3x3 stride-2 stem max-pool; ours calls "
     "three identity modules where a pool knob could place a pool",
 )
-CUDA_METRICS = {"bf16_speedup": "ratio", "channels_last_speedup": "ratio",
-                "compile_speedup": "ratio", "input_wait_share": "fraction",
-                "loader_time_share": "fraction"}
+CUDA_METRICS = {"input_wait_share": "fraction", "loader_time_share": "fraction"}
 
 
 def variant_rows(variant: Variant, info: DatasetInfo, loader: BatchLoader, config: TrainConfig,
@@ -213,37 +213,87 @@ class _LoaderTimer:
             yield batch
 
 
-def cuda_rows(variant: Variant, info: DatasetInfo, loader: BatchLoader, config: TrainConfig,
-              device: torch.device, settings: BenchSettings) -> list[dict]:
-    """The CUDA switches and input wait on one variant; empty rows elsewhere."""
-    if device.type != "cuda":
-        return [result_row("cuda", variant.id, m, u, note="no CUDA device here")
-                for m, u in CUDA_METRICS.items()]
-    return switch_rows(variant, info, loader, config, device, settings)
+#: The speed switches (TrainConfig keys), each timed against the plain path: every switch off
+#: and every core in use. ``threads`` compares one thread (off) with every core (on).
+SWITCHES = {"bf16_speedup": "amp", "channels_last_speedup": "channels_last",
+            "compile_speedup": "compile", "threads_speedup": "threads"}
+PLAIN = {"amp": False, "channels_last": False, "compile": False, "threads": 0}
+SWITCH_LABELS = {"amp": "bf16 autocast", "channels_last": "channels_last",
+                 "compile": "torch.compile (inductor)", "threads": "every core (vs 1 thread)"}
 
 
 def switch_rows(variant: Variant, info: DatasetInfo, loader: BatchLoader, config: TrainConfig,
                 device: torch.device, settings: BenchSettings) -> list[dict]:
-    """Speed-up of each switch (epoch time off / on, the rest at ``config``) and input wait."""
+    """Speed-up of each switch on its own: epoch time of the plain path / with the switch, per
+    round over ``settings.switch_rounds`` alternating rounds (the rest of ``config`` as it is).
+
+    A switch this device cannot use gets an empty row that says why: bf16 autocast on a CPU
+    without bf16 instructions, threads on CUDA, compile with ``settings.compile`` off.
+    """
+    plain = replace(config, **PLAIN)
     rows = []
-    for metric, key in (("bf16_speedup", "amp"), ("channels_last_speedup", "channels_last"),
-                        ("compile_speedup", "compile")):
-        if key == "compile" and not settings.compile:
-            rows.append(result_row("cuda", variant.id, metric, "ratio",
-                                   note="skipped (--smoke or --no-compile)"))
+    for metric, key in SWITCHES.items():
+        reason = _unusable(key, device, settings)
+        if reason:
+            rows.append(result_row("switches", variant.id, metric, "ratio", note=reason))
             continue
+        configs = (plain, plain) if key == "threads" else (replace(plain, **{key: True}), plain)
         on, off = (harness_loop(build_train_step(seeded_model(variant, info, device), info,
-                                                 replace(config, **{key: flag}), device))
-                   for flag in (True, False))
+                                                 step_config, device))
+                   for step_config in configs)
+        if key == "threads":
+            on, off = _with_threads(cores(), on), _with_threads(1, off)
         on(loader, 0)
         off(loader, 0)
-        t_on, t_off = alternate(settings.repeats, partial(on, loader), partial(off, loader))
-        rows.append(result_row("cuda", variant.id, metric, "ratio",
+        t_on, t_off = alternate(settings.switch_rounds, partial(on, loader), partial(off, loader))
+        rows.append(result_row("switches", variant.id, metric, "ratio",
                                [f / o for f, o in zip(t_off, t_on)],
-                               f"epoch time without / with {key}"))
+                               f"epoch time plain / with {SWITCH_LABELS[key]}"))
         del on, off
         free(device)
+    return rows
 
+
+def _unusable(key: str, device: torch.device, settings: BenchSettings) -> str:
+    if key == "amp" and amp_dtype(device) != torch.bfloat16:
+        return ("this CPU has no bf16 instructions (avx512_bf16 or AMX)" if device.type == "cpu"
+                else "no bf16 on this device")
+    if key == "compile" and not settings.compile:
+        return "skipped (--smoke or --no-compile)"
+    if key == "threads" and device.type != "cpu":
+        return "CPU only"
+    if key == "threads" and cores() < 2:
+        return "one core: nothing to compare"
+    return ""
+
+
+def _with_threads(n: int, loop: Callable[..., float]) -> Callable[..., float]:
+    """``loop`` run with ``n`` torch threads, the previous count restored after each epoch."""
+
+    def epoch(*args, **kwargs) -> float:
+        before = torch.get_num_threads()
+        torch.set_num_threads(n)
+        try:
+            return loop(*args, **kwargs)
+        finally:
+            torch.set_num_threads(before)
+
+    return epoch
+
+
+def cuda_rows(variant: Variant, info: DatasetInfo, loader: BatchLoader, config: TrainConfig,
+              device: torch.device, settings: BenchSettings) -> list[dict]:
+    """Input wait and loader time on one variant (CUDA); empty rows elsewhere."""
+    if device.type != "cuda":
+        return [result_row("cuda", variant.id, m, u, note="no CUDA device here")
+                for m, u in CUDA_METRICS.items()]
+    return input_rows(variant, info, loader, config, device, settings)
+
+
+def input_rows(variant: Variant, info: DatasetInfo, loader: BatchLoader, config: TrainConfig,
+               device: torch.device, settings: BenchSettings) -> list[dict]:
+    """What feeding costs the step: input wait and the loader's own time."""
+    rows = []
     harness = harness_loop(build_train_step(seeded_model(variant, info, device), info, config,
                                             device))
     harness(loader, 0)

@@ -15,11 +15,13 @@ from .measure import (
     PEER_DIFFERENCES,
     PEER_NAME,
     PEER_VARIANT,
+    SWITCH_LABELS,
+    SWITCHES,
     TRIVIAL,
     TRIVIAL_STEPS,
 )
 from .settings import BenchSettings
-from .stats import CI_MIN_ROUNDS, COLUMNS, bound_verdict, verdict
+from .stats import CI_MIN_ROUNDS, COLUMNS, bound_verdict, faster, verdict
 
 OVERHEAD_GOAL = 1.03          # harness / bare loop epoch time
 
@@ -172,22 +174,29 @@ def markdown(rows: list[dict], meta: dict[str, str], settings: BenchSettings) ->
          med("data", tv, "train_cache_epoch_s"), ratio("data", tv, "train_epoch_ratio")],
     ])
 
+    switches = [r for r in rows if r["section"] == "switches"]
+    out += ["## Switches", "",
+            f"On `{switches[0]['variant']}`, each switch on its own against the plain path (fp32, "
+            "contiguous, eager, every core), in alternating rounds; speed-up = epoch time plain "
+            "/ with the switch, per round. A switch is measurably faster when the 95% CI of its "
+            "speed-up lies above 1; the quick preset turns on the CPU switches that are "
+            "(tests/bench/test_measure.py).", ""]
+    out += _table(["switch", "speed-up", "95% CI of the median", "verdict", "note"],
+                  [[SWITCH_LABELS[SWITCHES[r["metric"]]], _num(r["median"]), _ci(r),
+                    faster(r), r["note"]] for r in switches])
+
     cuda = [r for r in rows if r["section"] == "cuda"]
-    out += ["## CUDA switches", "",
-            f"On `{cuda[0]['variant']}` with the harness defaults (bf16 autocast, channels_last, "
-            "no compile), switching one at a time; speed-up = epoch time without / with. Input "
-            "wait = 1 - (epoch time on the same batches made in advance on the device) / (epoch "
-            "time with the loader): what feeding costs the step, stalls included. Loader time = "
-            "time inside the loader, synchronized before and after each batch, over the epoch "
-            "time: its own work, overlap removed. Goal for input wait: under 5%.", ""]
+    out += ["## CUDA input", "",
+            f"On `{cuda[0]['variant']}` with the full preset's switches. Input wait = 1 - (epoch "
+            "time on the same batches made in advance on the device) / (epoch time with the "
+            "loader): what feeding costs the step, stalls included. Loader time = time inside "
+            "the loader, synchronized before and after each batch, over the epoch time: its own "
+            "work, overlap removed. Goal for input wait: under 5%.", ""]
     if all(r["note"] == "no CUDA device here" for r in cuda):
         out += ["No CUDA device here: these rows stay empty until `ablate bench` runs on a GPU.",
                 ""]
-    names = {"bf16_speedup": "bf16 autocast (speed-up)",
-             "channels_last_speedup": "channels_last (speed-up)",
-             "compile_speedup": "torch.compile (speed-up)",
-             "input_wait_share": "input wait (share of step time)",
+    names = {"input_wait_share": "input wait (share of step time)",
              "loader_time_share": "loader time (share of step time)"}
-    out += _table(["switch", "median (min–max)", "note"],
+    out += _table(["measurement", "median (min–max)", "note"],
                   [[names[r["metric"]], _spread(r), r["note"]] for r in cuda])
     return "\n".join(out)

@@ -17,7 +17,7 @@ from ..models.variant import Variant
 from .datapath import data_rows
 from .loops import SEED
 from .machine import cores, device_slug, meta
-from .measure import cuda_rows, overhead_rows, peer_rows, variant_rows
+from .measure import PLAIN, cuda_rows, overhead_rows, peer_rows, switch_rows, variant_rows
 from .report import markdown, write_csv
 from .settings import DEFAULTS, BenchSettings
 
@@ -54,13 +54,16 @@ def run_bench(device: torch.device, variants: Sequence[Variant], out_dir: str | 
     try:
         config = load_config("quick", image_size=settings.image_size, batch_size=settings.batch,
                              device=device.type)
+        if device.type == "cuda":  # the speed switches of the GPU preset
+            full = load_config("full")
+            config = config.replace(**{key: getattr(full, key) for key in PLAIN})
         spec = DataSpec("shapes", image_size=settings.image_size,
                         options={"n_train": settings.steps * settings.batch, "n_val": 1})
         info, splits = load_dataset(spec, cache_dir=None)
         loader = BatchLoader(splits["train"], settings.batch, device, shuffle=True,
                              augment=config.augment, seed=SEED, drop_last=True,
                              ignore_index=info.ignore_index)
-        header = meta(device, settings)
+        header = meta(device, settings, config)
         first = variants[0]
         jobs = [(f"variant {v.id}", lambda v=v: variant_rows(v, info, loader, config, device,
                                                              settings)) for v in variants]
@@ -68,6 +71,8 @@ def run_bench(device: torch.device, variants: Sequence[Variant], out_dir: str | 
                                                     settings)),
                  ("peer", lambda: peer_rows(info, loader, config, device, settings)),
                  ("data path", lambda: data_rows(first, config, device, settings)),
+                 ("switches", lambda: switch_rows(first, info, loader, config, device,
+                                                  settings)),
                  ("cuda", lambda: cuda_rows(first, info, loader, config, device, settings))]
         rows: list[dict] = []
         bar = tqdm(jobs, desc=f"bench {device.type}", unit="part", leave=False)

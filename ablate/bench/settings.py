@@ -9,17 +9,19 @@ from dataclasses import dataclass
 class BenchSettings:
     """Sizes of one benchmark run (the defaults are ``ablate bench``'s)."""
 
-    image_size: int = 64        # pixels, square
+    image_size: int = 32        # pixels, square (the quick preset's)
     batch: int = 16             # training batch and the larger latency batch
     steps: int = 10             # training steps in one timed epoch
     repeats: int = 5            # timed rounds per measurement, after one warm-up
     overhead_rounds: int = 30   # rounds of the overhead section (harness, bare, bare copy)
+    switch_rounds: int = 12     # rounds of each speed switch against the plain path
     data_images: int = 64       # training images in the on-disk dataset of the data-path test
     compile: bool = True        # CUDA: measure torch.compile (its warm-up takes a minute)
     threads: int = 0            # CPU intra-op threads; 0: every core this process may use
 
     def __post_init__(self) -> None:
-        for name in ("image_size", "batch", "steps", "repeats", "overhead_rounds", "data_images"):
+        for name in ("image_size", "batch", "steps", "repeats", "overhead_rounds", "switch_rounds",
+                     "data_images"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}={value!r} is not allowed; allowed: a positive integer")
@@ -36,4 +38,4 @@ class BenchSettings:
 
 DEFAULTS = BenchSettings()
 SMOKE = BenchSettings(image_size=32, batch=2, steps=2, repeats=1, overhead_rounds=2,
-                      data_images=4, compile=False)
+                      switch_rounds=2, data_images=4, compile=False)

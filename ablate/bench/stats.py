@@ -64,3 +64,17 @@ def verdict(row: dict | None, goal: float, floor: dict | None = None) -> str:
     if row["ci_low"] > goal:
         return f"missed: the 95% CI lies above {goal}"
     return f"not resolved: the 95% CI spans {goal}"
+
+
+def faster(row: dict) -> str:
+    """Whether a speed-up row (time without / with) shows its switch measurably faster: the
+    95% CI of the median above 1 (faster), below 1 (slower), or spanning 1."""
+    if row["median"] == "":
+        return "not measured"
+    if row["ci_low"] == "":
+        return f"not resolved: fewer than {CI_MIN_ROUNDS} rounds"
+    if row["ci_low"] > 1:
+        return "faster"
+    if row["ci_high"] < 1:
+        return "slower"
+    return "no measurable difference"

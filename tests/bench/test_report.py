@@ -65,7 +65,8 @@ def test_committed_report_is_rebuilt_from_its_csv():
 
 def test_csv_has_the_columns_and_keeps_blanks(tmp_path):
     rows = [{**result_row("variant", "v", "params_m", "M", [1.5]), "device": "cpu"},
-            {**result_row("cuda", "v", "bf16_speedup", "ratio", note="no CUDA device here"),
+            {**result_row("cuda", "v", "input_wait_share", "fraction",
+                          note="no CUDA device here"),
              "device": "cpu"}]
     write_csv(rows, tmp_path / "cpu.csv")
     with open(tmp_path / "cpu.csv", newline="") as f:

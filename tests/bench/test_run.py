@@ -12,7 +12,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from ablate.bench import COLUMNS, CUDA_METRICS, SMOKE, TRIVIAL, default_variants, device_slug
+from ablate.bench import (
+    COLUMNS,
+    CUDA_METRICS,
+    SMOKE,
+    SWITCHES,
+    TRIVIAL,
+    default_variants,
+    device_slug,
+)
 from ablate.cli import main
 from ablate.models.variant import Variant
 
@@ -77,15 +85,20 @@ def _check(rows: list[dict], md: str, cuda: bool) -> None:
             assert row["median"] == "" and row["note"] == "no CUDA device here"
         elif metric == "input_wait_share":  # a difference of two times: may be < 0
             assert math.isfinite(float(row["median"])) and float(row["median"]) < 1
-        elif metric != "compile_speedup":  # --smoke skips compiling
-            assert _positive_finite(row), metric
+    for metric in SWITCHES:
+        row = by[("switches", metric)]
+        if row["note"].startswith("epoch time plain / with"):
+            assert _positive_finite(row) and row["n"] == str(SMOKE.switch_rounds), metric
+        else:  # a switch this device cannot use says why
+            assert row["median"] == "" and row["note"], metric
+    assert "skipped" in by[("switches", "compile_speedup")]["note"]  # --smoke skips compiling
     text = _unpadded(md)  # tables are padded to their column widths
     for line in ("# ablate bench: ", "- machine: ", "- device: ", "- versions: python ",
                  "torch ", "segmentation_models_pytorch ", "- date: ", "- settings: image 32 px",
                  "## Variants", "## Harness overhead", "| harness / bare loop |",
                  "not resolved: fewer than 6 rounds", "## Peer: segmentation_models_pytorch",
                  "## Data path",
-                 "## CUDA switches", "| variant | params (M) |", f"`{variant}`"):
+                 "## Switches", "## CUDA input", "| variant | params (M) |", f"`{variant}`"):
         assert line in text, line
 
 
