@@ -28,13 +28,18 @@ def test_quick_studies_share_data_budget_and_init():
     (never per study)."""
     quick = [e for e in map(load_experiment, ABLATIONS) if e.preset == "quick"]
     assert len(quick) == 8
-    plain = [e for e in quick if e.name != "budget_check_quick"]
+    longer = {"budget_check_quick", "sanity_skips"}  # a longer budget, the same recipe
+    plain = [e for e in quick if e.name not in longer]
     assert len({(e.data, e.config) for e in plain}) == 1
     config = plain[0].config
     assert config.encoder_init == "shapes-clean" and config.image_size == 32
     assert plain[0].data.options["style"] == "clean"
     double = next(e for e in quick if e.name == "budget_check_quick")
     assert double.config == config.replace(epochs=2 * config.epochs)
+    sanity = next(e for e in quick if e.name == "sanity_skips")
+    assert sanity.config.epochs > config.epochs
+    assert sanity.config == config.replace(epochs=sanity.config.epochs)
+    assert sanity.data.options["style"] == "clean"
     assert double.baseline == next(e for e in plain if e.name == "seed002_pooling_quick").baseline
 
 
