@@ -1,11 +1,14 @@
 from pathlib import Path
 
+import pandas as pd
 import pytest
+from scipy import stats
 
 from ablate.config import load_config
 from ablate.experiment import ExperimentError, load_experiment, parse_experiment
 from ablate.models.variant import Variant
 
+RESULTS = Path(__file__).parent.parent / "results"
 EXPERIMENTS = sorted(Path(__file__).parent.parent.joinpath("experiments").glob("*.yaml"))
 ABLATIONS = [p for p in EXPERIMENTS if not p.stem.startswith("search")]
 
@@ -137,3 +140,29 @@ def test_file_errors(tmp_path):
     unsafe.write_text("name: !!python/object/apply:os.system ['echo hi']\n")
     with pytest.raises(ExperimentError, match="not valid YAML"):
         load_experiment(unsafe)
+
+
+@pytest.mark.parametrize("study", ["seed002_pooling_quick", "seed002_skips_quick", "sanity_skips",
+                                   "decoder_widths_quick", "fusion_upsample_quick",
+                                   "budget_check_quick"])
+def test_committed_quick_studies_compare_trained_models(study):
+    """The committed quick tables compare trained networks: every run converged by the stated
+    criterion, and the seed 002 baselines reach mean validation Dice 0.85."""
+    runs = pd.read_csv(RESULTS / study / "runs.csv")
+    assert (runs.status == "ok").all() and runs.converged.astype(bool).all(), study
+    exp = load_experiment(Path("experiments") / f"{study}.yaml")
+    assert len(runs) == len(exp.variants) * len(exp.seeds)
+    if study.startswith("seed002"):
+        assert runs[runs.variant == exp.baseline.id].dice.mean() >= 0.85
+
+
+def test_committed_sanity_study_detects_its_effect():
+    """No skips is lower than every skip on Dice and boundary IoU at p < 0.05, by scipy's paired
+    t-test on the committed runs (one comparison: Holm changes nothing)."""
+    runs = pd.read_csv(RESULTS / "sanity_skips" / "runs.csv")
+    exp = load_experiment(Path("experiments/sanity_skips.yaml"))
+    base, none = (runs[runs.variant == v.id].set_index("seed").sort_index()
+                  for v in exp.variants)
+    for metric in ("dice", "boundary_iou"):
+        assert (none[metric] < base[metric]).all()
+        assert stats.ttest_rel(none[metric], base[metric]).pvalue < 0.05, metric

@@ -64,7 +64,7 @@ def test_outputs_history_checkpoints_and_samples(data, tmp_path):
 
 def test_dropping_resume_state_keeps_the_reported_weights_in_a_smaller_file(data, tmp_path):
     res = train(TINY, data, _cfg(), seed=0, out_dir=tmp_path, progress=False)
-    last_path, final_path = tmp_path / "checkpoints" / "last.pt", tmp_path / "checkpoints" / "final.pt"
+    last_path, final_path = (tmp_path / "checkpoints" / name for name in ("last.pt", "final.pt"))
     last_size = last_path.stat().st_size
     drop_resume_state(tmp_path)
     assert not last_path.exists() and final_path.stat().st_size < last_size / 2  # AdamW: 2 moments
