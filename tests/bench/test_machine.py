@@ -17,4 +17,6 @@ def test_cpu_header_names_the_machine_and_the_sizes():
     assert header["title"] == "cpu" and header["date"].endswith(" UTC")
     assert header["device"] == f"CPU, {torch.get_num_threads()} torch threads"
     assert header["settings"].startswith("image 32 px, batch 2, steps per timed epoch 2")
-    assert "amp False, channels_last False, compile False)" in header["settings"]
+    quick = load_config("quick")
+    switches = f"amp {quick.amp}, channels_last {quick.channels_last}, compile {quick.compile})"
+    assert switches in header["settings"]
