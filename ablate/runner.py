@@ -218,7 +218,7 @@ def run_cell(exp: Experiment, variant: Variant, seed: int,
     cell resumes only under the same settings. ``on_epoch(epoch, scores)`` is passed to
     ``train``; a ``Pruned`` it raises becomes a pruned row, any other exception a failed row
     with its reason, never an error of the caller. Every cell run here ends with ``row.json``;
-then its resume state is dropped (``checkpoints/final.pt`` keeps the weights).
+    then its resume state is dropped (``checkpoints/final.pt`` keeps the weights).
     """
     if is_finished(out, key, retry_failed):
         return read_row(out)
