@@ -32,6 +32,14 @@ def _cfg(**kw):
                                    "lr": 1e-3, "amp": False, **kw})
 
 
+def _val_dice(state, data):
+    """Validation Dice of a checkpoint's weights loaded into a fresh model, evaluated on its own."""
+    info, splits = data
+    model = build_model(TINY, info.model_outputs)
+    model.load_state_dict(state["model"])
+    scores = evaluate(model, BatchLoader(splits["val"], 5), info.num_classes, info.ignore_index)
+    return scores["dice"]
+
 def test_same_seed_same_metrics_and_different_seed_differs(data):
     a = train(TINY, data, _cfg(), seed=3, progress=False)
     b = train(TINY, data, _cfg(), seed=3, progress=False)
@@ -52,11 +60,7 @@ def test_outputs_history_checkpoints_and_samples(data, tmp_path):
     assert last["epoch"] == 2 and Variant.from_dict(last["variant"]) == TINY
     assert last["config"]["epochs"] == 2
     # the reported metrics are those of the last checkpoint's weights, recomputed independently
-    info, splits = data
-    model = build_model(TINY, info.model_outputs)
-    model.load_state_dict(last["model"])
-    scores = evaluate(model, BatchLoader(splits["val"], 5), info.num_classes, info.ignore_index)
-    assert scores["dice"] == pytest.approx(res.metrics["dice"], abs=1e-6)
+    assert _val_dice(last, data) == pytest.approx(res.metrics["dice"], abs=1e-6)
     assert res.history[0]["lr"] == pytest.approx(1e-3)
     # cosine schedule: T_max = epochs, so epoch 2 starts half-way down
     assert res.history[1]["lr"] == pytest.approx(1e-6 + (1e-3 - 1e-6) / 2)
@@ -72,11 +76,7 @@ def test_dropping_resume_state_keeps_the_reported_weights_in_a_smaller_file(data
     assert not last_path.exists() and final_path.stat().st_size < last_size / 2  # AdamW: 2 moments
     final = torch.load(final_path, weights_only=True)
     assert "optimizer" not in final and final["epoch"] == 2 and final["seed"] == 0
-    info, splits = data
-    model = build_model(TINY, info.model_outputs)
-    model.load_state_dict(final["model"])
-    scores = evaluate(model, BatchLoader(splits["val"], 5), info.num_classes, info.ignore_index)
-    assert scores["dice"] == pytest.approx(res.metrics["dice"], abs=1e-6)
+    assert _val_dice(final, data) == pytest.approx(res.metrics["dice"], abs=1e-6)
     drop_resume_state(tmp_path)  # nothing left to drop: a no-op
     assert final_path.is_file()
 
