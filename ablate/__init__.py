@@ -8,18 +8,18 @@ so that training, workers and the command line start without them.
 
 import importlib
 
+from .common.registry import Registry
 from .config import PRESETS, TrainConfig, load_config
 from .data import DATASETS, DataSpec, load_dataset
-from .evaluate import evaluate
+from .evaluation.evaluate import evaluate
+from .evaluation.metrics import MetricAccumulator, scores
 from .experiment import Experiment, load_experiment
-from .losses import LOSSES
-from .metrics import MetricAccumulator, scores
 from .models.model import SegmentationModel, build_model
 from .models.profile import Profile, profile_model
 from .models.variant import KNOBS, Variant, list_knobs
-from .registry import Registry
 from .runner import run_experiment, run_one
-from .train import RunResult, train
+from .training.loop import RunResult, train
+from .training.losses import LOSSES
 
 __all__ = [
     "DATASETS", "KNOBS", "LOSSES", "PRESETS",

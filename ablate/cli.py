@@ -113,7 +113,7 @@ def _profile(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from .config import load_config
     from .data import DataSpec
-    from .metrics import METRICS
+    from .evaluation.metrics import METRICS
     from .runner import run_dir, run_one
 
     variant = variant_from_args(args)

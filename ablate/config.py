@@ -15,8 +15,11 @@ from typing import Any
 
 import yaml
 
-from .checks import is_int, not_allowed, refuse_unknown
-from .registry import Registry
+from .common.checks import is_int, not_allowed, refuse_unknown
+from .common.registry import Registry
+from .training.inits import INITS
+from .training.losses import LOSSES
+from .training.optim import OPTIMIZERS, SCHEDULERS
 
 PRESETS: Registry = Registry("preset")
 _PRESET_DIR = Path(__file__).with_name("presets")
@@ -34,14 +37,14 @@ class TrainConfig:
     epochs: int | None = None
     steps: int | None = None
     images: int | None = None
-    # optimisation (ablate.optim): seed 002's AdamW + cosine unless named otherwise; the
+    # optimisation (ablate.training.optim): seed 002's AdamW + cosine unless named otherwise; the
     # schedule steps once per epoch and spans the budget
     batch_size: int = 16
     lr: float = 1e-3
     weight_decay: float = 1e-4
     eta_min: float = 1e-6
-    optimizer: str = "adamw"     # ablate.optim.OPTIMIZERS: adamw, adam, sgd (momentum 0.9)
-    scheduler: str = "cosine"    # ablate.optim.SCHEDULERS: cosine (to eta_min), step, none
+    optimizer: str = "adamw"     # ablate.training.optim.OPTIMIZERS: adamw, adam, sgd (momentum 0.9)
+    scheduler: str = "cosine"    # ablate.training.optim.SCHEDULERS: cosine (to eta_min), step, none
     step_epochs: int = 1         # scheduler step: epochs between lr drops
     step_gamma: float = 0.1      # scheduler step: lr factor at each drop
     loss: str = "dice"
@@ -49,7 +52,7 @@ class TrainConfig:
     image_size: int = 224        # pixels, square
     augment: bool = True         # flip, scale-crop, rotation (see ablate.data.Augment)
     # initialisation
-    encoder_init: str | None = None  # an ablate.pretrain.INITS name, or None: random weights
+    encoder_init: str | None = None  # an ablate.training.inits.INITS name, or None: random weights
     # hardware
     device: str = "auto"         # auto: cuda, then mps, then cpu; or cuda:N
     amp: bool = True             # bf16 autocast where the device has it (CUDA: fp16 + GradScaler
@@ -84,15 +87,10 @@ class TrainConfig:
             _check(name, getattr(self, name), lambda v: isinstance(v, bool), "true or false")
         base = self.device.split(":")[0] if isinstance(self.device, str) else None
         _check("device", self.device, lambda v: base in DEVICES, f"{', '.join(DEVICES)} or cuda:N")
-        from .losses import LOSSES
-        from .optim import OPTIMIZERS, SCHEDULERS
-
         _check("optimizer", self.optimizer, lambda v: v in OPTIMIZERS, ", ".join(OPTIMIZERS))
         _check("scheduler", self.scheduler, lambda v: v in SCHEDULERS, ", ".join(SCHEDULERS))
 
         _check("loss", self.loss, lambda v: v in LOSSES, ", ".join(LOSSES.names()))
-        from .pretrain import INITS
-
         _check("encoder_init", self.encoder_init, lambda v: v is None or v in INITS,
                "none or " + ", ".join(INITS.names()))
 

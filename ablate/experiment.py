@@ -30,10 +30,10 @@ from typing import Any
 
 import yaml
 
-from .checks import is_int, positive_number, refuse_unknown
+from .common.checks import is_int, positive_number, refuse_unknown
 from .config import TrainConfig, load_config
 from .data import DataSpec
-from .metrics import METRICS
+from .evaluation.metrics import METRICS
 from .models.variant import Variant
 
 KEYS = ("name", "description", "dataset", "preset", "train", "seeds", "baseline", "variants",

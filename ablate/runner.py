@@ -27,20 +27,20 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
+from .common.env import environment, resolve_device
+from .common.faults import fault_point
+from .common.files import atomic_path, write_text
 from .config import TrainConfig
-from .convergence import COLUMNS as CONVERGENCE_COLUMNS
-from .convergence import judge
 from .data import DatasetInfo, DataSpec, Split, load_dataset
-from .env import environment, resolve_device
+from .evaluation.metrics import METRICS, definitions
+from .evaluation.timing import latency_ms
 from .experiment import Experiment
-from .faults import fault_point
-from .files import atomic_path, write_text
-from .metrics import METRICS, definitions
 from .models.model import build_model
 from .models.profile import profile_model
 from .models.variant import KNOBS, Variant
-from .timing import latency_ms
-from .train import drop_resume_state, train
+from .training.convergence import COLUMNS as CONVERGENCE_COLUMNS
+from .training.convergence import judge
+from .training.loop import drop_resume_state, train
 
 COUNTER_UNITS = ("gmacs_* = 1e9 multiply-accumulates per image at profile_input (thop, fvcore: "
                  "one MAC = one 'flop'; exact: conv + linear from layer shapes); gflops_torch = "

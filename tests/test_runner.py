@@ -14,7 +14,7 @@ from ablate.analysis.report import write_report
 from ablate.analysis.stats import summarize
 from ablate.cli import main
 from ablate.data import BatchLoader, DataSpec, load_dataset
-from ablate.evaluate import evaluate
+from ablate.evaluation.evaluate import evaluate
 from ablate.experiment import parse_experiment
 from ablate.models.model import build_model
 from ablate.models.variant import Variant
@@ -195,7 +195,7 @@ def test_identical_cell_of_another_experiment_is_reused_not_retrained(workdir):
 @pytest.fixture
 def foreground_share():
     """A throw-away metric registered for one test: the share of predicted foreground pixels."""
-    from ablate.metrics import METRICS, register_metric
+    from ablate.evaluation.metrics import METRICS, register_metric
 
     @register_metric("fg_share", better="min", label="Foreground share",
                      definition="predicted foreground pixels / scored pixels")
@@ -230,7 +230,7 @@ def test_a_registered_metric_reaches_history_row_summary_and_report(workdir, for
 def test_a_reused_run_is_judged_on_the_experiments_metric(workdir):
     """The run key leaves the metric out (it does not change training), so a study that compares
     another metric reuses the runs; their convergence columns are judged again on its metric."""
-    from ablate.convergence import judge
+    from ablate.training.convergence import judge
 
     path = _write(workdir, variants="  - {pool: MAA}", epochs=6)
     assert main(["run", str(path), "--results", "res"]) == 0

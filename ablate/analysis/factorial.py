@@ -34,7 +34,7 @@ import statsmodels.api as sm
 import statsmodels.formula.api as smf
 from tabulate import tabulate
 
-from ..metrics import METRICS
+from ..evaluation.metrics import METRICS
 from ..models.variant import KNOBS
 from .tables import FORMATS, format_p, latex_escape
 

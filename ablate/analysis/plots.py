@@ -22,8 +22,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from scipy import stats
 
-from ..convergence import LOSS_TOLERANCE, TOLERANCE, is_converged, window_start
-from ..metrics import METRICS
+from ..evaluation.metrics import METRICS
+from ..training.convergence import LOSS_TOLERANCE, TOLERANCE, is_converged, window_start
 from .pareto import pareto_front
 from .tables import input_size, metric_of
 
@@ -239,7 +239,7 @@ def plot_curves(exp_dir: Path | str, runs: pd.DataFrame, out_dir: Path | str,
     """Validation ``metric`` and train loss against epoch, mean over ok seeds, one line per variant.
 
     The band around each line spans the seeds' minimum to maximum. The convergence window (the
-    last third of the budget, where ``ablate.convergence`` asks both curves to be flat) is
+    last third of the budget, where ``ablate.training.convergence`` asks both curves to be flat) is
     shaded, and a variant whose runs did not all converge is marked "still improving" in the
     legend. Runs without a ``history.csv`` are skipped; returns ``[]`` when no variant has one.
     """

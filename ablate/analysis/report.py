@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from ..metrics import METRICS
+from ..evaluation.metrics import METRICS
 from ..models.variant import KNOBS
 from .factorial import COLUMNS as FACTORIAL_COLUMNS
 from .factorial import factorial_effects, format_factorial, grid_factors, write_factorial

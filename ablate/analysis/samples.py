@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ..data import IMAGENET_MEAN, IMAGENET_STD, DatasetInfo, Split
-from ..evaluate import predict_samples
+from ..evaluation.evaluate import predict_samples
 
 
 def colorize(mask: np.ndarray, info: DatasetInfo) -> np.ndarray:

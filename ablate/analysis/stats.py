@@ -61,8 +61,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..convergence import is_converged
-from ..metrics import METRICS
+from ..evaluation.metrics import METRICS
+from ..training.convergence import is_converged
 from .pareto import pareto_classes
 from .tables import format_p
 from .verdicts import (
@@ -83,7 +83,7 @@ COLUMNS: dict[str, str] = {
     "variant": "the variant id",
     "is_baseline": "True for the baseline the others are compared with",
     "n_seeds": "runs that count: status ok and a finite metric",
-    "n_converged": "counted runs that met the convergence criterion (ablate.convergence)",
+    "n_converged": "counted runs that met the convergence criterion (ablate.training.convergence)",
     "n_failed": "runs of the variant that do not count",
     "<metric>_mean": "mean over the counted runs",
     "<metric>_std": "sample standard deviation over the counted runs (ddof=1)",
@@ -340,7 +340,7 @@ def convergence_warning(summary: pd.DataFrame) -> str:
         return ""
     return ("Warning: still improving at the end of the budget: " + ", ".join(names) +
             ". For these, this comparison measures training speed, not architecture "
-            "(criterion: ablate.convergence; train longer or check the learning curves).")
+            "(criterion: ablate.training.convergence; train longer or check the learning curves).")
 
 
 def summarize(runs: pd.DataFrame, baseline: str, metric: str = "dice", alpha: float = 0.05,

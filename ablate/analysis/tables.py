@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from ..metrics import METRICS
+from ..evaluation.metrics import METRICS
 
 FORMATS = ("markdown", "latex", "csv")
 
@@ -84,8 +84,8 @@ def conventions(summary: pd.DataFrame) -> str:
         f"it, but no variant that costs the same or less is significantly better (pairwise "
         f"tests); dominated = one is. Latency = median over runs of each run's median ms per "
         f"image at batch 1 (treated as known, like GMACs: its spread is not modelled). "
-        f"Converged = runs that met the convergence criterion (ablate.convergence: the metric "
-        f"and the training loss flat over the last third of the budget)."
+        f"Converged = runs that met the convergence criterion (ablate.training.convergence: "
+        f"the metric and the training loss flat over the last third of the budget)."
     )
     if "note" in summary and summary["note"].map(_has_note).any():
         text += (" † = zero-variance paired difference (identical on every seed: p = 1; "

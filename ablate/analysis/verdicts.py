@@ -37,7 +37,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import stats
 
-from ..checks import positive_number
+from ..common.checks import positive_number
 
 VERDICTS = ("better", "worse", "equivalent", "undecided")
 

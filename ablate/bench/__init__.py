@@ -14,13 +14,14 @@ measurement) and ``<out_dir>/<device>.md`` (machine, versions and date, then tab
   quick preset turns on the CPU switches measured faster;
 - CUDA only: the share of step time spent waiting for input.
 
-Conventions. The harness side always runs ``ablate.step.train_epoch`` on objects made by
+Conventions. The harness side always runs ``ablate.training.step.train_epoch`` on objects made by
 ``build_train_step``, the code ``train`` runs. Every timed pass follows one untimed warm-up pass.
 Compared measurements run in the same process in alternating order (ABBA...), so that drift and
 thermal or neighbour noise hit both sides alike; a ratio is taken per round and we report the
 median over rounds with the min-max, and from 6 rounds on a distribution-free 95% confidence
 interval of the median (``scipy.stats.quantile_test``). Epochs are timed with ``perf_counter``
-(after a synchronize on CUDA), latency with ``ablate.timing.latency_ms`` (CUDA events on GPU).
+(after a synchronize on CUDA), latency with ``ablate.evaluation.timing.latency_ms`` (CUDA events
+on GPU).
 Peak memory: CUDA max allocated during one training epoch; on the CPU the process's peak RSS so
 far, which never goes down within a run.
 

@@ -16,7 +16,7 @@ from PIL import Image
 from ..config import TrainConfig
 from ..data import IMAGENET_MEAN, IMAGENET_STD, BatchLoader, DataSpec, load_dataset
 from ..models.variant import Variant
-from ..step import build_train_step
+from ..training.step import build_train_step
 from .loops import SEED, alternate, free, harness_loop, seeded_model, sync
 from .settings import BenchSettings
 from .stats import result_row

@@ -11,11 +11,11 @@ import torch
 
 from ..config import TrainConfig
 from ..data import BatchLoader, DatasetInfo
-from ..losses import build_loss
+from ..evaluation.timing import latency_ms
 from ..models.model import build_model
 from ..models.variant import Variant
-from ..step import TrainStep, amp_dtype, train_epoch
-from ..timing import latency_ms
+from ..training.losses import build_loss
+from ..training.step import TrainStep, amp_dtype, train_epoch
 from .settings import BenchSettings
 
 SEED = 0

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import torch
 
+from ..common.env import git_commit
 from ..config import TrainConfig
-from ..env import git_commit
 from .settings import BenchSettings
 
 

@@ -15,9 +15,9 @@ import torch
 
 from ..config import TrainConfig
 from ..data import BatchLoader, DatasetInfo
+from ..evaluation.timing import peak_memory_mb, reset_peak_memory
 from ..models.variant import Variant
-from ..step import amp_dtype, build_train_step
-from ..timing import peak_memory_mb, reset_peak_memory
+from ..training.step import amp_dtype, build_train_step
 from .loops import (
     SEED,
     alternate,

@@ -9,9 +9,9 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from ..common.env import resolve_device
 from ..config import load_config
 from ..data import BatchLoader, DataSpec, load_dataset
-from ..env import resolve_device
 from ..experiment import load_experiment
 from ..models.variant import Variant
 from .datapath import data_rows

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..files import atomic_path
+from ..common.files import atomic_path
 from .spec import DATASETS, SPLITS, DatasetInfo, DataSpec, Source, Split
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ def load_dataset(spec: DataSpec, cache_dir: str | Path | None = ".cache/ablate"
     The source is checked first (missing or malformed files raise ``FileNotFoundError`` or
     ``ValueError`` naming the file and showing the expected layout). Then the cached splits are
     loaded if their key matches, else the source is decoded, resized and written to the cache
-    (atomically, through ``ablate.files.atomic_path``). ``cache_dir=None`` decodes now and
+    (atomically, through ``ablate.common.files.atomic_path``). ``cache_dir=None`` decodes now and
     writes nothing.
     """
     if not isinstance(spec, DataSpec):

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..checks import is_int, not_allowed
+from ..common.checks import is_int, not_allowed
 from .spec import IGNORE, IMAGENET_MEAN, IMAGENET_STD, Split
 
 

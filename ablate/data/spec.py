@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from ..checks import not_allowed, refuse_unknown, to_int
-from ..registry import Registry
+from ..common.checks import not_allowed, refuse_unknown, to_int
+from ..common.registry import Registry
 
 DATASETS: Registry = Registry("dataset")
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..registry import Registry
+from ..common.registry import Registry
 from .encoders.contract import Contract
 from .layers import conv_bn_relu, double_conv
 

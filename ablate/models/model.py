@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checks import is_int, not_allowed
+from ..common.checks import is_int, not_allowed
 from .decoder import UNetDecoder
 from .encoders import Contract, build_encoder
 from .variant import Variant

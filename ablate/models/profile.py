@@ -38,7 +38,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..checks import not_allowed
+from ..common.checks import not_allowed
 
 MISMATCH_TOLERANCE = 1e-3
 _CONV_LINEAR = (nn.modules.conv._ConvNd, nn.Linear)

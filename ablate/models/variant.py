@@ -30,8 +30,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from ..checks import not_allowed, refuse_unknown, to_int
-from ..registry import Registry
+from ..common.checks import not_allowed, refuse_unknown, to_int
+from ..common.registry import Registry
 from .decoder import BLOCKS, FUSIONS, UPSAMPLES
 from .encoders import (
     ENCODERS,

@@ -30,7 +30,7 @@ from typing import Any
 import sqlalchemy as sa
 from optuna.storages.journal import JournalFileOpenLock
 
-from ..files import write_text
+from ..common.files import write_text
 
 
 def worker_id() -> str:

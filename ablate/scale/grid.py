@@ -22,10 +22,10 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .. import runner
+from ..common.faults import fault_point
+from ..common.files import write_text
 from ..data import load_dataset
 from ..experiment import Experiment
-from ..faults import fault_point
-from ..files import write_text
 from .claims import Claim, worker_id
 from .pool import work_pool
 from .storage import Store

@@ -26,7 +26,7 @@ import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
-from ..faults import fault_point
+from ..common.faults import fault_point
 from .claims import Claim
 from .storage import Store
 

@@ -39,8 +39,8 @@ from optuna.trial import TrialState
 from tqdm.auto import tqdm
 
 from .. import runner
+from ..common.faults import fault_point
 from ..data import load_dataset
-from ..faults import fault_point
 from ..models.variant import Variant
 from .claims import Claim, Claims, beating, worker_id
 from .ledger import LOST_ATTR, Ledger, Taken

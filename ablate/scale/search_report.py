@@ -21,8 +21,8 @@ from tabulate import tabulate
 from .. import runner
 from ..analysis.report import write_report
 from ..analysis.stats import summarize
-from ..convergence import is_converged
-from ..files import write_text
+from ..common.files import write_text
+from ..training.convergence import is_converged
 from .ledger import LOST_ATTR, RETRY_HISTORY
 from .search_spec import OBJECTIVES, SearchSpec
 from .storage import Store, redact
@@ -173,7 +173,8 @@ def write_search_report(spec: SearchSpec, store: Store,
 
 
 def _convergence_line(table: pd.DataFrame) -> str:
-    """How many complete trials converged, naming those still improving (ablate.convergence)."""
+    """How many complete trials converged, naming those still improving
+    (ablate.training.convergence)."""
     ok = table[table["status"] == "ok"]
     if "converged" not in ok.columns or ok.empty:
         return "- Convergence: not recorded"

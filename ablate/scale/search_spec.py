@@ -43,13 +43,13 @@ from typing import Any
 
 import optuna
 
-from ..checks import is_int, refuse_unknown
+from ..common.checks import is_int, refuse_unknown
+from ..common.registry import Registry
 from ..config import TrainConfig
 from ..data import DataSpec
+from ..evaluation.metrics import METRICS
 from ..experiment import Experiment, ExperimentError, parse_experiment, read_mapping
-from ..metrics import METRICS
 from ..models.variant import KNOBS, Variant
-from ..registry import Registry
 
 KEYS = ("study", "description", "dataset", "preset", "train", "seed", "baseline", "space",
         "objectives", "trials", "budget_gmacs", "pruner", "sampler", "storage", "max_trials",

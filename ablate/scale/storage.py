@@ -34,7 +34,7 @@ import sqlalchemy as sa
 from optuna.storages import RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-from ..checks import not_allowed
+from ..common.checks import not_allowed
 from .claims import Claims, FileClaims, RDBClaims, create_table
 
 JOURNAL_PREFIX = "journal:"

@@ -17,7 +17,7 @@ from ablate.bench.stats import faster
 from ablate.config import load_config
 from ablate.data import BatchLoader, DataSpec, load_dataset
 from ablate.models.variant import Variant
-from ablate.step import amp_dtype
+from ablate.training.step import amp_dtype
 
 CPU_CSV = Path(__file__).resolve().parents[2] / "results" / "bench" / "cpu.csv"
 

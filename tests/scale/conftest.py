@@ -1,5 +1,5 @@
 """Shared pieces of the tests of ablate.scale: a tiny search file and its store, real
-``ablate worker`` processes, forked workers killed at a fault point (``ablate.faults``) with
+``ablate worker`` processes, forked workers killed at a fault point (``ablate.common.faults``) with
 training replaced by an instant stand-in, and the storages they share (SQLite, a journal file,
 a throw-away PostgreSQL server)."""
 
@@ -24,8 +24,8 @@ import pytest
 import torch
 
 from ablate import runner
-from ablate.faults import FAULT_ENV
-from ablate.metrics import METRICS
+from ablate.common.faults import FAULT_ENV
+from ablate.evaluation.metrics import METRICS
 from ablate.scale.storage import open_store
 
 HEARTBEAT = ["--heartbeat", "1", "--grace", "4"]

@@ -1,6 +1,6 @@
 """Tests of ablate.scale.grid: real grid workers run every cell exactly once, also with a worker
-killed at every fault point (``ablate.faults``) on every storage, and a grid cell goes through
-the same ``runner.run_cell`` as ``ablate run`` (each reuses the other's row)."""
+killed at every fault point (``ablate.common.faults``) on every storage, and a grid cell goes
+through the same ``runner.run_cell`` as ``ablate run`` (each reuses the other's row)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import pytest
 import yaml
 
 from ablate import runner
+from ablate.common.faults import FAULTS
 from ablate.data import load_dataset
 from ablate.experiment import parse_experiment
-from ablate.faults import FAULTS
 from ablate.scale.grid import cell_key, run_grid
 from ablate.scale.storage import open_store
 

@@ -1,6 +1,6 @@
 """Tests of ablate.scale.search: studies refuse other settings, the budget and the pruner,
 trials through the one ``runner.run_cell``, and workers sharing a study (SQLite, a journal file,
-PostgreSQL): exactly N trials with a worker killed at every fault point (``ablate.faults``),
+PostgreSQL): exactly N trials with a worker killed at every fault point (``ablate.common.faults``),
 no trial taken twice by racing workers, no password in any output."""
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import pytest
 import yaml
 
 from ablate import runner
+from ablate.common.faults import FAULT_ENV, FAULTS
 from ablate.data import load_dataset
-from ablate.faults import FAULT_ENV, FAULTS
 from ablate.scale import search
 from ablate.scale.ledger import Ledger
 from ablate.scale.search import run_search

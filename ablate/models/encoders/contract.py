@@ -27,8 +27,8 @@ from typing import Any
 
 from torch import nn
 
-from ...checks import not_allowed
-from ...registry import Registry
+from ...common.checks import not_allowed
+from ...common.registry import Registry
 
 ENCODERS: Registry = Registry("encoder family")
 

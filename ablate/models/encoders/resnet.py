@@ -23,7 +23,7 @@ import torch
 import torchvision
 from torch import nn
 
-from ...registry import Registry
+from ...common.registry import Registry
 from .contract import ENCODERS, Contract, EncoderFamily, is_weights_file
 
 POOLS: Registry = Registry("pool letter")

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ...checks import not_allowed
+from ...common.checks import not_allowed
 from .contract import ENCODERS, Contract, EncoderFamily, is_weights_file
 
 PREFIX = "timm-"

@@ -8,7 +8,7 @@ from ablate import Variant, build_model, profile_model
 from ablate.config import load_config
 from ablate.data import DataSpec, load_dataset
 from ablate.models.encoders import build_encoder, encoder_contract
-from ablate.train import train
+from ablate.training.loop import train
 
 #: one small member per family, and its skips
 FAMILIES = {

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ablate.config import TrainConfig
-from ablate.losses import LOSSES, build_loss
+from ablate.training.losses import LOSSES, build_loss
 
 IGNORE = 255
 TASKS = {"binary": 2, "multiclass": 4}

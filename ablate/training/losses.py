@@ -33,8 +33,8 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 
-from .checks import is_int, not_allowed
-from .registry import Registry
+from ..common.checks import is_int, not_allowed
+from ..common.registry import Registry
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 

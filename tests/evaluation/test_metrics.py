@@ -8,7 +8,7 @@ import pytest
 import torch
 from scipy import ndimage
 
-from ablate.metrics import MetricAccumulator, confusion_matrix, definitions, scores
+from ablate.evaluation.metrics import MetricAccumulator, confusion_matrix, definitions, scores
 
 
 def t(rows) -> torch.Tensor:

@@ -1,5 +1,5 @@
-"""Tests for ablate.timing: latency in milliseconds and peak memory in MiB, checked against
-independent sources (a forward pass of known duration; the kernel's own peak RSS)."""
+"""Tests for ablate.evaluation.timing: latency in milliseconds and peak memory in MiB, checked
+against independent sources (a forward pass of known duration; the kernel's own peak RSS)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from ablate.timing import latency_ms, peak_memory_mb
+from ablate.evaluation.timing import latency_ms, peak_memory_mb
 
 
 class _Sleeper(nn.Module):

@@ -5,8 +5,9 @@ import torch
 
 from ablate import Variant, build_model, load_config
 from ablate.data import DataSpec, load_dataset
-from ablate.pretrain import INITS, InitRecipe, encoder_state, load_encoder_init
-from ablate.train import train
+from ablate.training.inits import INITS, InitRecipe
+from ablate.training.loop import train
+from ablate.training.pretrain import encoder_state, load_encoder_init
 
 SIZE = 32
 

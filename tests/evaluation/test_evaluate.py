@@ -5,9 +5,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ablate.evaluate import evaluate, predict, predict_samples
-from ablate.losses import build_loss
-from ablate.metrics import scores
+from ablate.evaluation.evaluate import evaluate, predict, predict_samples
+from ablate.evaluation.metrics import scores
+from ablate.training.losses import build_loss
 
 IGNORE = 255
 

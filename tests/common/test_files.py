@@ -1,4 +1,4 @@
-"""Tests for ablate.files: atomic replacement of a file."""
+"""Tests for ablate.common.files: atomic replacement of a file."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from ablate.files import atomic_path, write_text
+from ablate.common.files import atomic_path, write_text
 
 
 def test_success_replaces_the_file_and_leaves_no_temporary(tmp_path):

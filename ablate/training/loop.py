@@ -7,8 +7,8 @@ per-epoch history and timings. A non-finite loss or a CUDA out-of-memory ends th
 
 Reproducibility: the seed fixes the initial weights (the encoder is built first, so every
 variant with the same encoder starts from the same encoder weights; with ``encoder_init`` they
-are the init's, made once by ``ablate.pretrain``), the batch order and the augmentation of each
-epoch. On the CPU the same seed gives identical metrics twice. With
+are the init's, made once by ``ablate.training.pretrain``), the batch order and the augmentation
+of each epoch. On the CPU the same seed gives identical metrics twice. With
 ``out_dir`` the run writes ``history.csv``, ``samples.png`` and atomic ``checkpoints/last.pt``
 and ``best.pt``; a run started again with the same settings resumes from ``last.pt``. Once the
 run's row is stored, ``drop_resume_state`` turns ``last.pt`` into ``final.pt``, its weights only.
@@ -29,26 +29,27 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .analysis.samples import save_samples
-from .config import TrainConfig
+from ..analysis.samples import save_samples
+from ..common.env import environment, resolve_device
+from ..common.files import atomic_path
+from ..config import TrainConfig
+from ..data import BatchLoader, DatasetInfo, DataSpec, Split, load_dataset
+from ..evaluation.evaluate import evaluate
+from ..evaluation.metrics import METRICS
+from ..evaluation.timing import peak_memory_mb, reset_peak_memory
+from ..models.model import build_model
+from ..models.variant import Variant
 from .convergence import window_start
-from .data import BatchLoader, DatasetInfo, DataSpec, Split, load_dataset
-from .env import environment, resolve_device
-from .evaluate import evaluate
-from .files import atomic_path
-from .metrics import METRICS
-from .models.model import build_model
-from .models.variant import Variant
 from .pretrain import encoder_state, load_encoder_init
 from .step import build_train_step, train_epoch
-from .timing import peak_memory_mb, reset_peak_memory
 
 EpochHook = Callable[[int, dict[str, float]], None]
 
 
 def history_fields() -> tuple[str, ...]:
     """Columns of ``history.csv``: one row per epoch, every registered metric on val, and
-    ``in_window``: 1 for the epochs the convergence criterion judges (``ablate.convergence``)."""
+    ``in_window``: 1 for the epochs the convergence criterion judges
+    (``ablate.training.convergence``)."""
     return ("epoch", "train_loss", *METRICS.names(), "lr", "time_s", "in_window")
 
 

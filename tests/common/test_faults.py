@@ -1,4 +1,5 @@
-"""Tests of ablate.faults: a worker dies (SIGKILL) at exactly the point ABLATE_FAULT names."""
+"""Tests of ablate.common.faults: a worker dies (SIGKILL) at exactly the point ABLATE_FAULT
+names."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import signal
 
 import pytest
 
-from ablate.faults import FAULT_ENV, FAULTS, fault_point
+from ablate.common.faults import FAULT_ENV, FAULTS, fault_point
 
 
 def _run_past(points: list[str], fault: str) -> tuple[int, list[str]]:

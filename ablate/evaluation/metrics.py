@@ -43,7 +43,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .registry import Registry
+from ..common.registry import Registry
 
 BOUNDARY_RATIO = 0.02
 
@@ -290,7 +290,7 @@ def _check_maps(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
         if not isinstance(t, torch.Tensor) or t.is_floating_point() or t.is_complex():
             what = f"dtype {t.dtype}" if isinstance(t, torch.Tensor) else type(t).__name__
             raise ValueError(f"{name} must be an integer tensor of class indices, got {what} "
-                             "(turn logits into classes with ablate.evaluate.predict)")
+                             "(turn logits into classes with ablate.evaluation.evaluate.predict)")
     if pred.shape != target.shape or pred.dim() not in (2, 3):
         raise ValueError(f"pred and target must be class maps of one shape, (N, H, W) or (H, W); "
                          f"got pred {tuple(pred.shape)} and target {tuple(target.shape)}")

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from ablate.config import load_config
-from ablate.optim import OPTIMIZERS, SCHEDULERS, build_optimizer, build_scheduler
+from ablate.training.optim import OPTIMIZERS, SCHEDULERS, build_optimizer, build_scheduler
 
 
 def _params():
@@ -14,8 +14,7 @@ def _params():
 @pytest.mark.parametrize("name, cls", [("adamw", torch.optim.AdamW), ("adam", torch.optim.Adam),
                                        ("sgd", torch.optim.SGD)])
 def test_optimizers_read_lr_and_weight_decay(name, cls):
-    opt = build_optimizer(_params(), load_config("quick", optimizer=name, lr=0.02,
-                                                 weight_decay=0.5))
+    opt = build_optimizer(_params(), name, lr=0.02, weight_decay=0.5)
     assert type(opt) is cls
     group = opt.param_groups[0]
     assert (group["lr"], group["weight_decay"]) == (0.02, 0.5)
@@ -23,10 +22,11 @@ def test_optimizers_read_lr_and_weight_decay(name, cls):
 
 
 def _lrs(epochs: int, **settings) -> list[float]:
-    """The lr of every epoch, the schedule stepped once per epoch as ablate.train does."""
+    """The lr of every epoch, the schedule stepped once per epoch as ablate.training.loop does."""
     config = load_config("quick", epochs=epochs, **settings)
-    opt = build_optimizer(_params(), config)
-    sched = build_scheduler(opt, config, epochs)
+    opt = build_optimizer(_params(), config.optimizer, config.lr, config.weight_decay)
+    sched = build_scheduler(opt, config.scheduler, epochs, eta_min=config.eta_min,
+                            step_epochs=config.step_epochs, step_gamma=config.step_gamma)
     lrs = []
     for _ in range(epochs):
         lrs.append(sched.get_last_lr()[0])

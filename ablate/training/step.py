@@ -1,7 +1,7 @@
 """The training step: loss, optimizer, schedule and precision, and one optimisation pass.
 
-``train`` runs it for every variant, the encoder initialisations (``ablate.pretrain``) and the
-benchmarks (``ablate.bench``) time exactly this code.
+``train`` runs it for every variant, the encoder initialisations (``ablate.training.pretrain``)
+and the benchmarks (``ablate.bench``) time exactly this code.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .config import TrainConfig
-from .data import DatasetInfo
-from .env import cpu_has_bf16
+from ..common.env import cpu_has_bf16
+from ..config import TrainConfig
+from ..data import DatasetInfo
 from .losses import LossFn, build_loss
 from .optim import build_optimizer, build_scheduler
 
@@ -48,7 +48,7 @@ def amp_dtype(device: torch.device) -> torch.dtype | None:
 
 def build_train_step(model: nn.Module, info: DatasetInfo, config: TrainConfig,
                      device: torch.device, epochs: int | None = None) -> TrainStep:
-    """Loss, optimizer, schedule (``ablate.optim``, named by the config) and precision for
+    """Loss, optimizer, schedule (``ablate.training.optim``, named by the config) and precision for
     ``model`` (already on ``device``).
 
     The schedule is stepped once per epoch and spans ``epochs`` (default ``config.epochs``;
@@ -65,12 +65,14 @@ def build_train_step(model: nn.Module, info: DatasetInfo, config: TrainConfig,
         model = model.to(memory_format=torch.channels_last)
     step_model = torch.compile(model) if config.compile else model
     loss_fn = build_loss(config.loss, info.num_classes, info.ignore_index)
-    optimizer = build_optimizer(model.parameters(), config)
+    optimizer = build_optimizer(model.parameters(), config.optimizer, config.lr,
+                                config.weight_decay)
     epochs = epochs if epochs is not None else config.epochs
     if epochs is None:
         raise ValueError(f"the budget is {config.budget_label}: pass the epochs it resolves to "
                          "(TrainConfig.budget) to span the schedule over it")
-    scheduler = build_scheduler(optimizer, config, epochs)
+    scheduler = build_scheduler(optimizer, config.scheduler, epochs, eta_min=config.eta_min,
+                                step_epochs=config.step_epochs, step_gamma=config.step_gamma)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and dtype == torch.float16)
     autocast = ((lambda: torch.autocast(device.type, dtype=dtype)) if use_amp
                 else contextlib.nullcontext)

@@ -1,4 +1,3 @@
-import importlib
 import math
 
 import pytest
@@ -6,13 +5,12 @@ import torch
 
 from ablate.config import load_config
 from ablate.data import BatchLoader, DataSpec, load_dataset
-from ablate.evaluate import evaluate
+from ablate.evaluation.evaluate import evaluate
 from ablate.models.model import build_model
 from ablate.models.variant import Variant
-from ablate.train import drop_resume_state, train
-
-train_module = importlib.import_module("ablate.train")  # the module, not ablate.train()
-step_module = importlib.import_module("ablate.step")  # where the loss is built
+from ablate.training import loop as train_module
+from ablate.training import step as step_module
+from ablate.training.loop import drop_resume_state, train
 
 TINY = Variant(widths=(16, 8, 8, 8), block="dsconv")
 

@@ -18,48 +18,25 @@ import json
 import logging
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
-from .config import TrainConfig, load_config
-from .data import BatchLoader, DataSpec, load_dataset
-from .env import resolve_device
-from .files import atomic_path
-from .models.model import build_model
-from .models.variant import Variant
-from .registry import Registry
+from ..common.env import resolve_device
+from ..common.files import atomic_path
+from ..config import TrainConfig, load_config
+from ..data import BatchLoader, DataSpec, load_dataset
+from ..models.model import build_model
+from ..models.variant import Variant
+from .inits import INITS, InitRecipe
 from .step import build_train_step, train_epoch
 
 log = logging.getLogger(__name__)
 
 #: Bump when the init training code changes, so that stale caches are not read back.
 _VERSION = 1
-
-
-@dataclass(frozen=True)
-class InitRecipe:
-    """How an encoder initialisation is made: which data, which network, how long."""
-
-    dataset: str
-    options: Mapping[str, Any]                # dataset options (a seed no study uses)
-    train: Mapping[str, Any]                  # TrainConfig keys on top of the quick preset
-    variant: Mapping[str, Any] = field(default_factory=dict)  # knobs besides the encoder
-    seed: int = 0
-
-
-INITS: Registry = Registry("encoder init")
-
-INITS.register("shapes-clean", help="3 epochs of 4,096 clean shapes images (generator seed 1000) "
-               "on seed 002's decoder; about a minute on 2 CPU cores at 32 px")(InitRecipe(
-                   dataset="shapes",
-                   options={"style": "clean", "n_train": 4096, "n_val": 64, "seed": 1000},
-                   train={"epochs": 3, "batch_size": 16, "lr": 3e-3, "loss": "bce+dice",
-                          "augment": True},
-                   variant={"widths": (180, 90, 45, 45), "block": "dsconv"}))
 
 
 def encoder_state(name: str, encoder: str, image_size: int, in_channels: int = 3,

@@ -1,6 +1,6 @@
 import pytest
 
-from ablate.registry import Registry
+from ablate.common.registry import Registry
 
 
 def test_register_get_and_natural_order():

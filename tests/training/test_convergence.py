@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from ablate.convergence import LOSS_TOLERANCE, MIN_WINDOW, TOLERANCE, judge, window_start
+from ablate.training.convergence import LOSS_TOLERANCE, MIN_WINDOW, TOLERANCE, judge, window_start
 
 
 def _history(dice, loss=None):

@@ -1,4 +1,5 @@
-"""Evaluation: a model and a loader in, the metrics of ``ablate.metrics`` (and the loss) out.
+"""Evaluation: a model and a loader in, the metrics of ``ablate.evaluation.metrics`` (and the
+loss) out.
 
 Logits become class maps with :func:`predict`: one channel is a binary task (foreground where
 the logit is > 0, i.e. sigmoid > 0.5), C channels a softmax task (argmax). The model runs in eval

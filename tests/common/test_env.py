@@ -1,4 +1,4 @@
-"""Tests for ablate.env: device resolution and the git commit stored with every result."""
+"""Tests for ablate.common.env: device resolution and the git commit stored with every result."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import subprocess
 import pytest
 import torch
 
-from ablate.env import environment, git_commit, resolve_device
+from ablate.common.env import environment, git_commit, resolve_device
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 
