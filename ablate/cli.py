@@ -306,7 +306,7 @@ SEARCH_KEY_DOCS: dict[str, tuple[str, str, str]] = {
     "sampler": ("`tpe`", "{samplers}, or `{{name: ..., <option>: ...}}`", "the Optuna sampler"),
     "storage": ("`sqlite:///results/<study>/study.db`",
                 "`sqlite:///PATH`, `journal:PATH`, `postgresql+psycopg://USER@HOST/DB`",
-                "where the study lives ([storages](search.md#many-workers-many-machines))"),
+                "where the study lives ([storages](search.md#storages))"),
     "max_trials": ("10 x `trials`", "an integer >= `trials`",
                    "stop after this many trials in any state"),
     "profile_size": ("`224`", "an integer >= 1", "square input side for params / MACs, pixels"),

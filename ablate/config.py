@@ -186,7 +186,8 @@ def load_config(preset: str = "quick", **overrides: Any) -> TrainConfig:
 #: docs/experiments.md (``{name}`` fields are filled from the registries the key is checked
 #: against). A key missing here fails ``ablate docs``.
 KEY_DOCS: dict[str, tuple[str, str]] = {
-    "epochs": ("an integer >= 1", "budget in epochs (15 when no budget key is given)"),
+    "epochs": ("an integer >= 1",
+               "budget in epochs ({default_epochs} when no budget key is given)"),
     "steps": ("an integer >= 1", "budget in optimizer steps"),
     "images": ("an integer >= 1", "budget in training images seen, in whole batches"),
     "batch_size": ("an integer >= 1", "training batch, images"),
@@ -229,6 +230,7 @@ def train_keys_markdown() -> str:
     lists = {k: ", ".join(r.names()) for k, r in registries.items()}
     lists["losses"] = "; ".join(f"{n} ({LOSSES.meta(n)['tasks']})" for n in LOSSES.names())
     lists["devices"] = ", ".join(DEVICES)
+    lists["default_epochs"] = str(DEFAULT_EPOCHS)
     defaults = {f.name: f.default for f in fields(TrainConfig)}
     rows = [(f"`{n}`", f"`{_shown(defaults[n])}`", KEY_DOCS[n][0].format(**lists), KEY_DOCS[n][1])
             for n in names]

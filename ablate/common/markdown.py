@@ -1,8 +1,8 @@
 """Markdown plumbing for the docs: generated blocks, tables, GitHub heading slugs and links.
 
-A generated block is the text between ``<!-- generated: NAME (ablate docs) -->`` and
-``<!-- end generated -->``; ``ablate docs`` rewrites it from the function that owns it. Imports
-nothing of ablate.
+A generated block is the text between the lines ``<!-- generated: NAME (ablate docs) -->`` and
+``<!-- end generated -->`` (markers quoted inside a line are text); ``ablate docs`` rewrites it
+from the function that owns it. Imports nothing of ablate.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable, Sequence
 
 END = "<!-- end generated -->"
-_BEGIN = re.compile(r"<!-- generated: ([\w.-]+) \(ablate docs\) -->")
+_BEGIN = re.compile(r"^<!-- generated: ([\w.-]+) \(ablate docs\) -->", re.M)
 _FENCE = re.compile(r"^\s*(```|~~~)")
 _HEADING = re.compile(r"^ {0,3}(#{1,6})\s+(.*?)\s*#*\s*$")
 _LINK = re.compile(r"\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
@@ -52,10 +52,10 @@ def blocks(text: str) -> dict[str, str]:
 def replace_block(text: str, name: str, body: str) -> str:
     """``text`` with the body of block ``name`` replaced by ``body``; the markers stay."""
     blocks(text)  # refuses unclosed and repeated blocks
-    start = text.find(begin(name))
-    if start < 0:
+    match = next((m for m in _BEGIN.finditer(text) if m.group(1) == name), None)
+    if match is None:
         raise ValueError(f"no generated block {name!r} (a line {begin(name)!r} ... {END!r})")
-    head = start + len(begin(name))
+    head = match.end()
     end = text.find(END, head)
     return text[:head] + "\n" + body.strip("\n") + "\n" + text[end:]
 
