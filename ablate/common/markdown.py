@@ -24,10 +24,13 @@ def begin(name: str) -> str:
 
 
 def table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
-    """A GitHub Markdown table; ``|`` and newlines inside cells are escaped."""
+    """A GitHub Markdown table; ``|``, newlines and, outside code spans, ``<`` (which would open an
+    HTML tag: ``timm-<name>``) are escaped inside cells."""
 
     def cell(value: object) -> str:
-        return str(value).replace("|", r"\|").replace("\n", " ")
+        parts = re.split(r"(`+.*?`+)", str(value).replace("\n", " "))
+        text = "".join(p if p.startswith("`") else p.replace("<", "&lt;") for p in parts)
+        return text.replace("|", r"\|")
 
     lines = ["| " + " | ".join(map(cell, header)) + " |",
              "|" + "---|" * len(header)]

@@ -32,6 +32,8 @@ def test_links_outside_code():
 
 def test_table_escapes_pipes():
     assert table(("a", "b"), [("x|y", 1)]) == "| a | b |\n|---|---|\n| x\\|y | 1 |\n"
+    assert table(("a",), [("timm-<name>, `timm-<name>`",)]).endswith(
+        "| timm-&lt;name>, `timm-<name>` |\n")
 
 
 def test_replace_block_keeps_markers_and_the_rest():
