@@ -4,6 +4,8 @@ the parsers'."""
 
 from __future__ import annotations
 
+import importlib
+import re
 import shutil
 from pathlib import Path
 
@@ -89,3 +91,29 @@ def test_the_documented_defaults_are_the_parsers():
         ("stem", 0, ("dice",), 20, 200)
     assert (spec.pruner[0], spec.sampler[0], spec.storage, spec.budget_gmacs) == \
         ("none", "tpe", None, None)
+
+
+def _quoted(pattern):
+    for page in PAGES:
+        for match in sorted(set(re.findall(pattern, page.read_text()))):
+            yield pytest.param(page, match, id=f"{page.name}:{match}")
+
+
+@pytest.mark.parametrize("page, path", list(_quoted(r"`((?:ablate|tests|experiments)/[\w/.-]+)`")))
+def test_quoted_source_path_exists(page, path):
+    assert (ROOT / path).exists(), f"{page.name} names {path}, which does not exist"
+
+
+@pytest.mark.parametrize("page, name", list(_quoted(r"`(ablate(?:\.\w+)+)`")))
+def test_quoted_dotted_name_resolves(page, name):
+    parts = name.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ModuleNotFoundError:
+            continue
+        for attr in parts[cut:]:
+            assert hasattr(obj, attr), f"{page.name} names {name}: {attr!r} does not exist"
+            obj = getattr(obj, attr)
+        return
+    pytest.fail(f"{page.name} names {name}, which is not importable")
