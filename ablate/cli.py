@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from .common.markdown import blocks, replace_block, table
 from .models.variant import KNOBS, Variant, list_knobs
 from .scale.storage import DEFAULT_HEARTBEAT_S, open_store, redact
 
@@ -268,6 +269,131 @@ def _worker(args: argparse.Namespace) -> int:
     return 0 if complete >= spec.trials else 1
 
 
+# ---------------------------------------------------------------------------------------------
+# Generated docs: each block of docs/*.md that a registry owns, and the function that writes it.
+
+
+def knobs_markdown() -> str:
+    """The knob table of docs/models.md, from ``list_knobs()`` (what ``ablate knobs`` prints)."""
+    rows = [(f"`{r['knob']}`", f"`{r['default']}`", r["allowed"], r["help"])
+            for r in list_knobs()]
+    return table(("knob", "default", "allowed", "meaning"), rows)
+
+
+#: Each search-file key's default, allowed values and meaning (keys shared with experiment files
+#: read as there). A key of ``search_spec.KEYS`` missing here fails ``ablate docs``.
+SEARCH_KEY_DOCS: dict[str, tuple[str, str, str]] = {
+    "study": ("the file's stem", "letters, digits, `_`, `-`, `.`",
+              "Optuna study name and `results/<study>/`"),
+    "description": ("empty", "any text", "as in an experiment file"),
+    "dataset": ("`{{name: shapes}}`", "as in an experiment file", "the data"),
+    "preset": ("`quick`", "as in an experiment file", "the training preset"),
+    "train": ("`{{}}`", "as in an experiment file", "overrides of the preset"),
+    "seed": ("`0`", "an integer >= 0", "every trial's training seed, and the sampler's seed"),
+    "baseline": ("`{{}}`", "a mapping of knob values",
+                 "the knobs outside the space; also enqueued as the first trial"),
+    "space": ("required", "a mapping of knob (or `width_mult`) -> non-empty list of choices",
+              "what is searched; parameter names are the knob names; `width_mult` scales the "
+              "baseline widths"),
+    "objectives": ("`dice`", "one metric first, then distinct costs: {objectives}",
+                   "a comma-separated string or a list; several: a Pareto front"),
+    "trials": ("`20`", "an integer >= 1, at most the space's distinct valid variants",
+               "complete trials to reach, over every worker of the study"),
+    "budget_gmacs": ("none", "a number > 0",
+                     "variants above it (thop GMACs) are skipped before any training"),
+    "pruner": ("`none`", "{pruners}, or `{{name: ..., <option>: ...}}`",
+               "prunes on the per-epoch validation metric; single objective only"),
+    "sampler": ("`tpe`", "{samplers}, or `{{name: ..., <option>: ...}}`", "the Optuna sampler"),
+    "storage": ("`sqlite:///results/<study>/study.db`",
+                "`sqlite:///PATH`, `journal:PATH`, `postgresql+psycopg://USER@HOST/DB`",
+                "where the study lives ([storages](search.md#storages))"),
+    "max_trials": ("10 x `trials`", "an integer >= `trials`",
+                   "stop after this many trials in any state"),
+    "profile_size": ("`224`", "an integer >= 1", "square input side for params / MACs, pixels"),
+}
+
+
+def search_keys_markdown() -> str:
+    """The search file's keys (docs/search.md), with the ``OBJECTIVES``, ``SAMPLERS`` and
+    ``PRUNERS`` registries listed after the table."""
+    from .scale.search_spec import KEYS, OBJECTIVES, PRUNERS, SAMPLERS
+
+    if set(KEYS) != set(SEARCH_KEY_DOCS):
+        raise ValueError("SEARCH_KEY_DOCS and search_spec.KEYS differ: "
+                         + ", ".join(sorted(set(KEYS) ^ set(SEARCH_KEY_DOCS))))
+    registries = {"objectives": OBJECTIVES, "samplers": SAMPLERS, "pruners": PRUNERS}
+    lists = {k: ", ".join(f"`{n}`" for n in r.names()) for k, r in registries.items()}
+    rows = [(f"`{k}`", *(text.format(**lists) for text in SEARCH_KEY_DOCS[k])) for k in KEYS]
+    notes = "".join(f"- {kind} `{n}`: {r.help(n)}\n" for kind, r in
+                    (("objective", OBJECTIVES), ("sampler", SAMPLERS), ("pruner", PRUNERS))
+                    for n in r.names())
+    return table(("key", "default", "allowed", "meaning"), rows) + "\n" + notes
+
+
+def _metrics_markdown() -> str:
+    from .evaluation.metrics import metrics_markdown
+    return metrics_markdown()
+
+
+def _experiment_keys_markdown() -> str:
+    from .experiment import keys_markdown
+    return keys_markdown()
+
+
+def _train_keys_markdown() -> str:
+    from .config import train_keys_markdown
+    return train_keys_markdown()
+
+
+def _presets_markdown() -> str:
+    from .config import presets_markdown
+    return presets_markdown()
+
+
+#: Generated block name -> (the page under docs/ that holds it, the function that writes it).
+GENERATED: dict[str, tuple[str, Callable[[], str]]] = {
+    "metrics": ("metrics.md", _metrics_markdown),
+    "knobs": ("models.md", knobs_markdown),
+    "presets": ("training.md", _presets_markdown),
+    "experiment-keys": ("experiments.md", _experiment_keys_markdown),
+    "train-keys": ("experiments.md", _train_keys_markdown),
+    "search-keys": ("search.md", search_keys_markdown),
+}
+DOCS_DIR = Path(__file__).resolve().parents[1] / "docs"
+
+
+def generate_docs(docs: Path = DOCS_DIR, check: bool = False) -> dict[Path, list[str]]:
+    """Rewrite every generated block of the pages in ``docs`` (with ``check``: write nothing);
+    returns each page whose committed text differed from what the code generates, with the
+    names of its stale blocks."""
+    stale: dict[Path, list[str]] = {}
+    for page in dict.fromkeys(page for page, _ in GENERATED.values()):
+        path = docs / page
+        if not path.is_file():
+            raise FileNotFoundError(f"no such page: {path}")
+        text = new = path.read_text()
+        for name, (where, make) in GENERATED.items():
+            if where == page:
+                new = replace_block(new, name, make())
+                if blocks(new)[name] != blocks(text).get(name):
+                    stale.setdefault(path, []).append(name)
+        if new != text and not check:
+            path.write_text(new)
+    return stale
+
+
+@_command("docs")
+def _docs(args: argparse.Namespace) -> int:
+    stale = generate_docs(args.docs, check=args.check)
+    for path, names in stale.items():
+        if args.check:
+            print(f"ablate: {path} is stale ({', '.join(names)}); run `ablate docs`",
+                  file=sys.stderr)
+        else:
+            print(f"{path}: rewrote {', '.join(names)}")
+    return 1 if stale and args.check else 0
+
+
 def _add_pool_parsers(sub) -> None:
     """The ``search`` and ``worker`` subcommands (a pool of workers on one storage)."""
     p = sub.add_parser("search", help="Optuna search over the knobs of a search file, then "
@@ -359,6 +485,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--smoke", action="store_true",
                    help="tiny sizes, one variant, seconds (checks the outputs, not the speed)")
     _add_pool_parsers(sub)
+
+    p = sub.add_parser("docs", help="rewrite the generated blocks of docs/*.md from the registries")
+    p.add_argument("--check", action="store_true",
+                   help="write nothing; exit 1 naming each page whose blocks are stale")
+    p.add_argument("--docs", type=Path, default=DOCS_DIR,
+                   help="docs folder (default: the repository's docs/)")
     return parser
 
 

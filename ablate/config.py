@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from .common.checks import is_int, not_allowed, refuse_unknown
+from .common.markdown import table
 from .common.registry import Registry
 from .training.inits import INITS
 from .training.losses import LOSSES
@@ -179,3 +180,68 @@ def load_config(preset: str = "quick", **overrides: Any) -> TrainConfig:
         values = {k: v for k, v in values.items() if k not in BUDGET_KEYS}
     values.update(overrides)
     return TrainConfig.from_dict(values)
+
+
+#: What each ``TrainConfig`` key allows and means, for the generated key table of
+#: docs/experiments.md (``{name}`` fields are filled from the registries the key is checked
+#: against). A key missing here fails ``ablate docs``.
+KEY_DOCS: dict[str, tuple[str, str]] = {
+    "epochs": ("an integer >= 1",
+               "budget in epochs ({default_epochs} when no budget key is given)"),
+    "steps": ("an integer >= 1", "budget in optimizer steps"),
+    "images": ("an integer >= 1", "budget in training images seen, in whole batches"),
+    "batch_size": ("an integer >= 1", "training batch, images"),
+    "lr": ("a number >= 0", "learning rate"),
+    "weight_decay": ("a number >= 0", "weight decay"),
+    "eta_min": ("a number >= 0", "cosine schedule's final learning rate"),
+    "optimizer": ("{optimizers}", "optimizer (`OPTIMIZERS`)"),
+    "scheduler": ("{schedulers}", "learning-rate schedule, stepped once per epoch (`SCHEDULERS`)"),
+    "step_epochs": ("an integer >= 1", "scheduler `step`: epochs between lr drops"),
+    "step_gamma": ("a number >= 0", "scheduler `step`: lr factor at each drop"),
+    "loss": ("{losses}", "training loss (`LOSSES`)"),
+    "image_size": ("an integer >= 1", "square image side, pixels"),
+    "augment": ("true, false", "flip, scale-crop, small rotation"),
+    "encoder_init": ("null, {inits}", "encoder initial weights (`INITS`); null: random"),
+    "device": ("{devices}, cuda:N", "auto: cuda, then mps, then cpu"),
+    "amp": ("true, false", "bf16 autocast where the device has it (CUDA without bf16: fp16 + "
+                           "GradScaler)"),
+    "channels_last": ("true, false", "channels_last weights and inputs (CUDA and CPU)"),
+    "compile": ("true, false", "`torch.compile` the model (inductor)"),
+    "threads": ("an integer >= 0", "CPU intra-op threads; 0 keeps torch's default (every core)"),
+    "samples": ("an integer >= 0", "validation images drawn in `samples.png`"),
+}
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "null"
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def train_keys_markdown() -> str:
+    """The ``train:`` keys (``TrainConfig`` fields) with default, allowed values and meaning,
+    generated into docs/experiments.md by ``ablate docs``."""
+    names = [f.name for f in fields(TrainConfig)]
+    if set(names) != set(KEY_DOCS):
+        raise ValueError("KEY_DOCS and TrainConfig differ: "
+                         + ", ".join(sorted(set(names) ^ set(KEY_DOCS))))
+    registries = {"optimizers": OPTIMIZERS, "schedulers": SCHEDULERS, "losses": LOSSES,
+                  "inits": INITS}
+    lists = {k: ", ".join(r.names()) for k, r in registries.items()}
+    lists["losses"] = "; ".join(f"{n} ({LOSSES.meta(n)['tasks']})" for n in LOSSES.names())
+    lists["devices"] = ", ".join(DEVICES)
+    lists["default_epochs"] = str(DEFAULT_EPOCHS)
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    rows = [(f"`{n}`", f"`{_shown(defaults[n])}`", KEY_DOCS[n][0].format(**lists), KEY_DOCS[n][1])
+            for n in names]
+    return table(("key", "default", "allowed", "meaning"), rows)
+
+
+def presets_markdown() -> str:
+    """Every preset's resolved settings side by side (one column per ``PRESETS`` entry),
+    generated into docs/training.md by ``ablate docs``."""
+    configs = {p: load_config(p).to_dict() for p in PRESETS.names()}
+    rows = [(f"`{f.name}`", *(f"`{_shown(c[f.name])}`" for c in configs.values()))
+            for f in fields(TrainConfig)]
+    notes = "".join(f"- `{p}`: {PRESETS.help(p)}\n" for p in PRESETS.names())
+    return table(("key", *configs), rows) + "\n" + notes

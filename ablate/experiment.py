@@ -31,13 +31,38 @@ from typing import Any
 import yaml
 
 from .common.checks import is_int, positive_number, refuse_unknown
-from .config import TrainConfig, load_config
-from .data import DataSpec
+from .common.markdown import table
+from .config import PRESETS, TrainConfig, load_config
+from .data import DATASETS, DataSpec
 from .evaluation.metrics import METRICS
 from .models.variant import Variant
 
 KEYS = ("name", "description", "dataset", "preset", "train", "seeds", "baseline", "variants",
         "grid", "profile_size", "metric", "equivalence")
+
+#: Each key's default, allowed values and meaning, for the generated key table of
+#: docs/experiments.md (``{name}`` fields are filled from the registries the key is checked
+#: against). A key missing here fails ``ablate docs``.
+KEY_DOCS: dict[str, tuple[str, str, str]] = {
+    "name": ("the file's stem", "letters, digits, `_`, `-`, `.`", "names `results/<name>/`"),
+    "description": ("empty", "any text", "the report's title, after the name"),
+    "dataset": ("`{{name: shapes}}`", "a name ({datasets}) or `{{name, root, options}}`",
+                "the data: `root` for datasets on disk, `options` per dataset"),
+    "preset": ("`quick`", "{presets}", "the training preset the `train:` keys override"),
+    "train": ("`{{}}`", "a mapping of `TrainConfig` keys (table below)",
+              "overrides of the preset; a budget key replaces the preset's budget"),
+    "seeds": ("`[0]`", "a list of distinct integers >= 0, or `{{min: m, max: M}}` with "
+                       "2 <= m <= M", "training seeds; `{{min, max}}`: adaptive seeds"),
+    "baseline": ("`{{}}` (the `Variant` defaults)", "a mapping of knob values",
+                 "the variant every other one is compared with"),
+    "variants": ("`[]`", "a list of mappings of knob values", "each: overrides of the baseline"),
+    "grid": ("`{{}}`", "a mapping of knob -> list of values",
+             "every combination, on top of the baseline"),
+    "profile_size": ("`224`", "an integer >= 1", "square input side for params / MACs, pixels"),
+    "metric": ("`dice`", "{metrics}", "what the summary, verdicts and plots compare"),
+    "equivalence": ("`{{}}`", "a mapping of metric -> margin > 0, in the metric's units",
+                    "margins of practical equivalence (verdict *equivalent*)"),
+}
 
 
 @dataclass(frozen=True)
@@ -168,6 +193,18 @@ def parse_experiment(raw: Mapping[str, Any], default_name: str = "experiment",
                       profile_size=profile_size, metric=metric,
                       description=str(raw.get("description", "")), adaptive=adaptive,
                       equivalence=equivalence)
+
+
+def keys_markdown() -> str:
+    """The experiment file's keys with default, allowed values and meaning, generated into
+    docs/experiments.md by ``ablate docs``."""
+    if set(KEYS) != set(KEY_DOCS):
+        raise ValueError("KEY_DOCS and KEYS differ: "
+                         + ", ".join(sorted(set(KEYS) ^ set(KEY_DOCS))))
+    lists = {"datasets": ", ".join(DATASETS.names()), "presets": ", ".join(PRESETS.names()),
+             "metrics": ", ".join(METRICS.names())}
+    rows = [(f"`{k}`", *(text.format(**lists) for text in KEY_DOCS[k])) for k in KEYS]
+    return table(("key", "default", "allowed", "meaning"), rows)
 
 
 def _data_spec(value: Any) -> DataSpec:

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..common.markdown import table
 from ..common.registry import Registry
 
 BOUNDARY_RATIO = 0.02
@@ -97,6 +98,15 @@ def register_metric(name: str, *, better: str, label: str, definition: str
 def definitions() -> dict[str, str]:
     """Each metric's definition, then the shared conventions (stored with every result)."""
     return {**{m: METRICS.get(m).definition for m in METRICS.names()}, **CONVENTIONS}
+
+
+def metrics_markdown() -> str:
+    """The metrics page's table (docs/metrics.md), generated from :data:`METRICS` by
+    ``ablate docs``: name, which way is better, label, definition; then the conventions."""
+    rows = [(f"`{m}`", METRICS.get(m).direction, METRICS.get(m).label,
+             METRICS.get(m).definition) for m in METRICS.names()]
+    notes = "".join(f"- {name}: {text}\n" for name, text in CONVENTIONS.items())
+    return table(("metric", "better", "label", "definition"), rows) + "\n" + notes
 
 
 

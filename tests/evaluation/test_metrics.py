@@ -45,7 +45,7 @@ def boundary_scipy(mask: np.ndarray, d: int) -> np.ndarray:
 
 
 def reference(pred, target, c, ignore=None, d=None, boundary=boundary_scipy) -> dict:
-    """Metrics from the README definitions, written with numpy over a stack of images."""
+    """The metrics of docs/metrics.md, written with numpy over a stack of images."""
     pred, target = np.asarray(pred), np.asarray(target)
     valid = np.ones(target.shape, bool) if ignore is None else target != ignore
     if d is None:
