@@ -47,6 +47,7 @@ def cost_section(exp_dir: Path | str, runs: pd.DataFrame, baseline: str) -> list
         "totals are the differences of the rows' `params` and `macs_exact`. Models rebuilt "
         f"untrained from the ids, {outputs} output channel(s). Every module: [{FILE}]({FILE}).",
         ""]
+    others = [v for v in pd.unique(runs["variant"]) if v != baseline]
     frames = []
     for variant, diff in diffs.items():
         lines += [f"### `{variant}`", ""]
@@ -55,6 +56,10 @@ def cost_section(exp_dir: Path | str, runs: pd.DataFrame, baseline: str) -> list
             continue
         frames.append(diff.rows.assign(variant=variant, baseline=baseline))
         lines += _variant_lines(diff)
+    if len(others) > len(diffs):
+        lines += [f"{len(others) - len(diffs)} more variants are not diffed here (at most "
+                  f"{MAX_VARIANTS}); for one of them: `ablate profile --variant ID --input-size "
+                  f"{size} --num-classes {outputs} --diff {baseline}`.", ""]
     if frames:
         table = pd.concat(frames, ignore_index=True)
         first = ["variant", "baseline"]
@@ -64,8 +69,9 @@ def cost_section(exp_dir: Path | str, runs: pd.DataFrame, baseline: str) -> list
 
 
 def cost_diffs(runs: pd.DataFrame, baseline: str) -> tuple[dict[str, CostDiff | str], str, int]:
-    """Each other variant's diff from ``baseline`` (or why not, as text), the profile size and
-    the number of model outputs; a ValueError says why none can be made."""
+    """Each other variant's diff from ``baseline`` (or why not, as text; the first
+    ``MAX_VARIANTS`` in the runs' order), the profile size and the number of model outputs; a
+    ValueError says why none can be made."""
     missing = [c for c in ("variant", "params", "macs_exact", "profile_input")
                if c not in runs.columns]
     if missing:
@@ -84,12 +90,7 @@ def cost_diffs(runs: pd.DataFrame, baseline: str) -> tuple[dict[str, CostDiff | 
 
     others = [v for v in pd.unique(runs["variant"]) if v != baseline]
     diffs: dict[str, CostDiff | str] = {}
-    for i, name in enumerate(others):
-        if i == MAX_VARIANTS:
-            diffs[f"... {len(others) - i} more"] = (
-                f"at most {MAX_VARIANTS} variants are diffed here; run `ablate profile "
-                f"--variant ID --input-size {size} --num-classes {outputs} --diff {baseline}`")
-            break
+    for name in others[:MAX_VARIANTS]:
         if name not in rows.index:
             diffs[name] = "no profiled run"
             continue

@@ -83,7 +83,7 @@ def test_a_row_that_no_longer_matches_its_model_is_said_so(tmp_path, runs):
     assert any(line.startswith("**Total") for line in _section(lines, K3.id))
 
 
-def test_what_cannot_be_diffed_is_named(tmp_path, runs):
+def test_what_cannot_be_diffed_is_named(tmp_path, runs, monkeypatch):
     assert cost_section(tmp_path, runs.drop(columns="profile_input"), BASE.id)[2] == \
         "Not computed: the runs table has no profile_input column."
     failed = runs.assign(params=np.where(runs["variant"] == BASE.id, np.nan, runs["params"]))
@@ -92,6 +92,12 @@ def test_what_cannot_be_diffed_is_named(tmp_path, runs):
     odd = pd.concat([runs, runs.iloc[[1]].assign(variant="r18-odd")], ignore_index=True)
     assert _section(cost_section(tmp_path, odd, BASE.id), "r18-odd")[1].startswith(
         "Not computed: variant id 'r18-odd' does not have")
+    monkeypatch.setattr(costs, "MAX_VARIANTS", 1)
+    capped = cost_section(tmp_path, runs, BASE.id)
+    assert f"### `{ADD.id}`" in capped and f"### `{K3.id}`" not in capped
+    assert capped[-2].startswith("1 more variants are not diffed here (at most 1); for one of "
+                                 "them: `ablate profile --variant ID --input-size 3x32x32 "
+                                 f"--num-classes 3 --diff {BASE.id}`")
     only = runs[runs["variant"] == BASE.id]
     assert cost_section(tmp_path, only, BASE.id)[2] == \
         "Only the baseline was profiled: nothing to compare."
