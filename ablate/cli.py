@@ -86,16 +86,19 @@ def _knobs(args: argparse.Namespace) -> int:
 
 @_command("profile")
 def _profile(args: argparse.Namespace) -> int:
+    from .models.cost_diff import variant_cost_diff
     from .models.model import build_model
     from .models.profile import profile_model
 
     variant = variant_from_args(args)
+    baseline = _diff_baseline(args.diff) if args.diff else None  # refused before profiling
     size = _parse_size(args.input_size)
     model = build_model(variant, num_classes=args.num_classes, in_channels=size[0])
     prof = profile_model(model, size)
     row = {"variant": variant.id, **prof.row()}
+    diff = variant_cost_diff(baseline, variant, size, args.num_classes) if baseline else None
     if args.json:
-        print(json.dumps(row))
+        print(json.dumps({**row, "diff": diff.to_dict()} if diff else row))
         return 0
     print(f"variant       {variant.id}\ninput         {row['profile_input']} (batch 1)")
     print(f"params        {prof.params:,} ({prof.params_m:.3f} M)")
@@ -107,7 +110,20 @@ def _profile(args: argparse.Namespace) -> int:
         print(f"not priced by {name:<7} {', '.join(ops) or '-'}")
     if prof.mismatches:
         print(f"WARNING conv+linear MACs differ from the exact count: {', '.join(prof.mismatches)}")
+    if diff:
+        print(f"\nwhere it costs against {diff.baseline} (per module, largest change first; "
+              f"params, and exact conv + linear MACs for one {diff.size} input)\n")
+        print(diff.table() if len(diff.rows) else "no module differs")
+        print(diff.summary())
     return 0
+
+
+def _diff_baseline(baseline_id: str) -> Variant:
+    """The baseline of ``ablate profile --diff BASELINE_ID``; a bad id is refused naming it."""
+    try:
+        return Variant.from_id(baseline_id)
+    except ValueError as exc:
+        raise ValueError(f"--diff {baseline_id!r} is not a variant id: {exc}") from None
 
 
 @_command("train")
@@ -436,6 +452,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-classes", type=int, default=1,
                    help="output channels (default 1: a binary task, as shapes)")
     p.add_argument("--json", action="store_true", help="print the row as one JSON object")
+    p.add_argument("--diff", metavar="BASELINE_ID", help="also print where the variant's params "
+                   "and MACs differ from this baseline variant, module by module")
 
     p = sub.add_parser("train", help="train one variant, print its metrics and profile")
     _add_variant_args(p)

@@ -16,6 +16,7 @@ from tabulate import tabulate
 
 from ..evaluation.metrics import METRICS
 from ..models.variant import KNOBS
+from .costs import cost_section
 from .factorial import COLUMNS as FACTORIAL_COLUMNS
 from .factorial import factorial_effects, format_factorial, grid_factors, write_factorial
 from .plots import (
@@ -293,6 +294,7 @@ def write_report(exp_dir: Path | str, runs: pd.DataFrame, baseline: str, metric:
              *_other_verdicts(runs, baseline, metric, equivalence, looks),
              *(_adaptive(runs, summary, looks) if looks else []),
              *_factorial(exp_dir, runs, baseline, metric, summary.attrs["alpha"]),
+             *cost_section(exp_dir, runs, baseline),
              "## Figures", "", *_plots(exp_dir, runs, summary, metric),
              "## Failed runs", "", *_failed(runs, metric), "",
              "## Definitions", "", *_definitions(runs, metric, bool(grid_factors(runs)))]

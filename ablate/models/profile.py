@@ -135,6 +135,31 @@ def profile_model(model: nn.Module, input_size: tuple[int, ...] = (3, 224, 224))
     )
 
 
+def macs_by_module(model: nn.Module,
+                   input_size: tuple[int, ...] = (3, 224, 224)) -> dict[str, int]:
+    """Exact conv / transposed conv / linear MACs of each module, by qualified name.
+
+    The same trace and convention as ``Profile.macs_exact`` (bias excluded, one input of
+    ``input_size``), so the values sum to it. A module registered under several names is listed
+    under its first (``named_modules`` order) and a module called several times gets the sum of
+    its calls; modules without MACs are left out. Only the exact trace runs (no thop, fvcore or
+    torch counter), on a deep copy in eval mode like ``profile_model``.
+    """
+    input_size = tuple(int(s) for s in input_size)
+    if not input_size or any(s <= 0 for s in input_size):
+        raise not_allowed("input_size", input_size,
+                          "positive sizes without the batch dimension, e.g. (3, 224, 224)")
+    net = copy.deepcopy(model).eval()
+    ref = next(net.parameters(), None)
+    floating = ref is not None and ref.is_floating_point()
+    x = torch.zeros((1, *input_size), device=ref.device if ref is not None else "cpu",
+                    dtype=ref.dtype if floating else torch.float32)
+    ledger: Counter = Counter()
+    with torch.no_grad():
+        _trace(net, x, ledger)
+    return {name: ledger[m] for name, m in net.named_modules() if m in ledger}
+
+
 def _layer_macs(module: nn.Module, inp: torch.Tensor, out: torch.Tensor) -> int:
     """Multiply-accumulates of one conv / transposed conv / linear call, from shapes alone."""
     if isinstance(module, nn.Linear):
@@ -163,8 +188,10 @@ class _OpRecorder(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def _trace(net: nn.Module, x: torch.Tensor) -> tuple[int, Counter]:
-    """One forward: exact conv/linear MACs from module hooks, and the aten ops per owning module."""
+def _trace(net: nn.Module, x: torch.Tensor,
+           ledger: Counter | None = None) -> tuple[int, Counter]:
+    """One forward: exact conv/linear MACs from module hooks, and the aten ops per owning module;
+    ``ledger``, when given, gets each conv/linear module's own MACs (summed over its calls)."""
     stack: list[nn.Module] = []
     exact = 0
 
@@ -175,7 +202,10 @@ def _trace(net: nn.Module, x: torch.Tensor) -> tuple[int, Counter]:
         nonlocal exact
         stack.pop()
         if isinstance(module, _CONV_LINEAR):
-            exact += _layer_macs(module, args[0], out)
+            macs = _layer_macs(module, args[0], out)
+            exact += macs
+            if ledger is not None:
+                ledger[module] += macs
 
     # ``modules()`` yields a module registered under several names once, so each gets one pair of
     # hooks and its MACs are added once per call, not once per name
