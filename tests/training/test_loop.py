@@ -174,7 +174,8 @@ def test_image_size_must_match_loaded_data(data):
 @pytest.mark.slow
 def test_learns_shapes_well_above_chance(tmp_path):
     """A few CPU epochs take Dice far above what predicting all foreground scores."""
-    spec = DataSpec("shapes", image_size=48, options={"n_train": 128, "n_val": 48})
+    spec = DataSpec("shapes", image_size=48, options={"n_train": 128, "n_val": 48,
+                                                            "style": "hard"})
     info, splits = load_dataset(spec, tmp_path)
     res = train(Variant(widths=(32, 16, 16, 16), block="dsconv"), (info, splits),
                 _cfg(epochs=6, image_size=48, batch_size=8, loss="bce+dice", lr=3e-3), seed=0,
