@@ -108,6 +108,7 @@ def test_smoke_cpu_writes_csv_and_md(tmp_path):
     assert "No CUDA device here" in md
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_smoke_cuda_writes_csv_and_md(tmp_path):
     rows, md = _smoke(tmp_path, "cuda")

@@ -191,3 +191,14 @@ def test_optimizer_and_schedule_from_the_config(data):
                 progress=False)
     assert res.status == "ok"
     assert [h["lr"] for h in res.history] == pytest.approx([1e-3, 5e-4])
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_trains_on_cuda_with_the_full_presets_switches(data):
+    """bf16 autocast and channels_last, as the full preset sets them, train and evaluate."""
+    res = train(TINY, data, _cfg(device="cuda", amp=True, channels_last=True), seed=0,
+                progress=False)
+    assert res.status == "ok", res.error
+    assert res.epochs_run == 2 and math.isfinite(res.metrics["dice"])
+    assert res.peak_mem_mb > 0 and res.env["device"] == torch.cuda.get_device_name()
