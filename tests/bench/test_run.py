@@ -102,6 +102,7 @@ def _check(rows: list[dict], md: str, cuda: bool) -> None:
         assert line in text, line
 
 
+@pytest.mark.slow
 def test_smoke_cpu_writes_csv_and_md(tmp_path):
     rows, md = _smoke(tmp_path, "cpu")
     _check(rows, md, cuda=False)

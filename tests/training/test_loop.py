@@ -120,6 +120,7 @@ def test_a_cpu_speed_switch_keeps_the_results_of_the_plain_path(data, switch):
     assert switched.metrics["val_loss"] == pytest.approx(plain.metrics["val_loss"], rel=0.02)
 
 
+@pytest.mark.slow
 def test_resume_matches_uninterrupted(data, tmp_path):
     full = train(TINY, data, _cfg(epochs=3), seed=1, out_dir=tmp_path / "a", progress=False)
 
