@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 EXP    ?= experiments/seed002_pooling_quick.yaml experiments/seed002_skips_quick.yaml
 SEARCH ?= experiments/search_quick.yaml
 
-.PHONY: install test test-fast ablation report search bench lint clean
+.PHONY: install test test-fast ablation report search bench gpu-check gpu-wheels lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,16 @@ search: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev,bench]'
 	$(BIN)/ablate bench
+
+# The first thing to run on a GPU machine that has CUDA torch and nothing else: installs ablate
+# into .venv-gpu (seeing that torch), runs the CUDA tests, the bench and one seed of
+# seed002_pooling_full, writes results/bench/cuda.md (.ci/gpu-check --help). WHEELS=.whl installs
+# offline from the wheels `make gpu-wheels` downloads (Python 3.12, manylinux x86-64).
+gpu-check:
+	PYTHON=$(PYTHON) .ci/gpu-check $(if $(WHEELS),--wheels $(WHEELS))
+
+gpu-wheels:
+	PYTHON=$(PYTHON) .ci/gpu-wheels .whl
 
 # pyflakes, pycodestyle, import order, bugbear and pyupgrade rules (pyproject.toml [tool.ruff]).
 lint: $(STAMP)

@@ -41,6 +41,7 @@ from .models.variant import KNOBS, Variant
 from .training.convergence import COLUMNS as CONVERGENCE_COLUMNS
 from .training.convergence import judge
 from .training.loop import drop_resume_state, train
+from .training.losses import key_name
 
 COUNTER_UNITS = ("gmacs_* = 1e9 multiply-accumulates per image at profile_input (thop, fvcore: "
                  "one MAC = one 'flop'; exact: conv + linear from layer shapes); gflops_torch = "
@@ -70,7 +71,8 @@ def run_dir(exp_dir: Path, variant: Variant | str, seed: int) -> Path:
 def run_key(variant: Variant, data: DataSpec, config: TrainConfig, seed: int,
             profile_size: int) -> str:
     """Hash of everything that decides a run's result; a stored row with another key is stale."""
-    payload = json.dumps([variant.to_dict(), data.to_dict(), config.to_dict(), seed, profile_size],
+    settings = config.to_dict() | {"loss": key_name(config.loss)}  # ce+dice keyed as bce+dice
+    payload = json.dumps([variant.to_dict(), data.to_dict(), settings, seed, profile_size],
                          sort_keys=True, default=str)
     return hashlib.sha1(payload.encode()).hexdigest()[:16]
 

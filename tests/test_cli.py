@@ -64,6 +64,7 @@ def test_bad_input_exits_2_with_message(args, message, capsys):
     assert err.startswith("ablate: error:") and message in err
 
 
+@pytest.mark.slow
 def test_console_script_has_no_traceback():
     proc = subprocess.run([sys.executable, "-m", "ablate.cli", "profile", "--widths", "0"],
                           capture_output=True, text=True)

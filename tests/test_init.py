@@ -25,6 +25,7 @@ def test_unknown_name_is_an_attribute_error():
         ablate.nope  # noqa: B018
 
 
+@pytest.mark.slow
 def test_import_leaves_tables_and_plots_libraries_unloaded():
     """Training processes and the command line start without scipy, statsmodels, matplotlib."""
     heavy = ("matplotlib", "scipy", "statsmodels", "ablate.analysis.stats",

@@ -55,6 +55,7 @@ def workdir(tmp_path, monkeypatch):
     return tmp_path
 
 
+@pytest.mark.slow
 def test_end_to_end_files_and_row_schema(workdir):
     assert main(["run", str(_write(workdir)), "--results", "res"]) == 0
     exp_dir = workdir / "res" / "tiny"
@@ -78,6 +79,7 @@ def test_end_to_end_files_and_row_schema(workdir):
     assert "r18-MAA-w16.8.8.8-k0123-cat-ds-bil" in report and "plots/dice_vs_gmacs.png" in report
 
 
+@pytest.mark.slow
 def test_row_numbers_recomputed_independently(workdir):
     exp = parse_experiment(json.loads(json.dumps(
         {"dataset": {"name": "shapes", "options": {"n_train": 16, "n_val": 8}},
@@ -107,6 +109,7 @@ def test_row_numbers_recomputed_independently(workdir):
         assert row.profile_input == "3x32x32" and row.device.startswith("cpu")
 
 
+@pytest.mark.slow
 def test_rerun_skips_finished_and_stale_rows_are_redone(workdir):
     path = _write(workdir)
     assert main(["run", str(path), "--results", "res"]) == 0
@@ -120,6 +123,7 @@ def test_rerun_skips_finished_and_stale_rows_are_redone(workdir):
     assert (redone.epochs_run == 2).all() and len(redone) == 4
 
 
+@pytest.mark.slow
 def test_failing_variant_is_recorded_and_the_sweep_goes_on(workdir, capsys):
     path = _write(workdir, "  - {pretrained: /nonexistent/weights.pth}\n  - {pool: MAA}")
     assert main(["run", str(path), "--results", "res"]) == 1
@@ -132,6 +136,7 @@ def test_failing_variant_is_recorded_and_the_sweep_goes_on(workdir, capsys):
     assert "## Failed runs" in (workdir / "res/tiny/report.md").read_text()
 
 
+@pytest.mark.slow
 def test_report_rebuilds_from_stored_runs(workdir):
     path = _write(workdir)
     assert main(["run", str(path), "--results", "res"]) == 0
@@ -174,6 +179,7 @@ def test_sigkill_mid_sweep_then_restart_gives_exactly_one_row_each(workdir):
         assert json.loads((folder / "row.json").read_text())["wall_s"] == wall
 
 
+@pytest.mark.slow
 def test_identical_cell_of_another_experiment_is_reused_not_retrained(workdir):
     first = _write(workdir)
     assert main(["run", str(first), "--results", "res"]) == 0
@@ -227,6 +233,7 @@ def test_a_registered_metric_reaches_history_row_summary_and_report(workdir, for
         exp_dir / "summary.md").read_text()
 
 
+@pytest.mark.slow
 def test_a_reused_run_is_judged_on_the_experiments_metric(workdir):
     """The run key leaves the metric out (it does not change training), so a study that compares
     another metric reuses the runs; their convergence columns are judged again on its metric."""

@@ -56,7 +56,8 @@ def _on_device(batches: Iterable, device: torch.device) -> Iterator:
 
 def _write_folder(root: Path, n_train: int, size: int) -> list[tuple[Path, Path]]:
     """A ``folder`` dataset of PNGs (shapes drawn at twice ``size``); the training pairs."""
-    spec = DataSpec("shapes", image_size=2 * size, options={"n_train": n_train, "n_val": 2})
+    spec = DataSpec("shapes", image_size=2 * size,
+                    options={"n_train": n_train, "n_val": 2, "style": "hard"})
     _, splits = load_dataset(spec, cache_dir=None)
     (root / "images").mkdir(parents=True)
     (root / "masks").mkdir()

@@ -58,7 +58,8 @@ def run_bench(device: torch.device, variants: Sequence[Variant], out_dir: str | 
             full = load_config("full")
             config = config.replace(**{key: getattr(full, key) for key in PLAIN})
         spec = DataSpec("shapes", image_size=settings.image_size,
-                        options={"n_train": settings.steps * settings.batch, "n_val": 1})
+                        options={"n_train": settings.steps * settings.batch, "n_val": 1,
+                                 "style": "hard"})
         info, splits = load_dataset(spec, cache_dir=None)
         loader = BatchLoader(splits["train"], settings.batch, device, shuffle=True,
                              augment=config.augment, seed=SEED, drop_last=True,

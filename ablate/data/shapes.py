@@ -36,7 +36,8 @@ class Style:
 #: ``clean``: no distractors, quieter background, higher contrast: a network learns it within a
 #: CPU budget, while 1-3 px strokes and boundaries still need fine spatial detail (the quick
 #: studies' task; a per-pixel colour rule gets far on it, so it tests resolution, not
-#: recognition).
+#: recognition). ``clean`` is the default, so ``ablate train --data shapes`` converges on a CPU;
+#: the full (GPU) studies name ``style: hard``.
 STYLES: dict[str, Style] = {
     "hard": Style(distractors=True, texture=1.0, noise=(0.02, 0.08), light=0.15, contrast=0.3),
     "clean": Style(distractors=False, texture=0.5, noise=(0.01, 0.03), light=0.05, contrast=0.5),
@@ -50,12 +51,13 @@ STYLES: dict[str, Style] = {
                                        "(background, circle, triangle, line)"),
                        "n_train": Option(512, int_at_least(1), "a positive integer"),
                        "n_val": Option(128, int_at_least(1), "a positive integer"),
-                       "style": Option("hard", choice(*STYLES),
+                       "style": Option("clean", choice(*STYLES),
                                        f"{' or '.join(STYLES)} (see ablate.data.shapes.STYLES)"),
                        "seed": SEED,
                    })
 def shapes(root: None, image_size: int, options: Mapping[str, Any]) -> Source:
-    """Procedural shapes on textured noise: targets differ from distractors by shape only.
+    """Procedural shapes on textured noise; in the ``hard`` style targets differ from distractors
+    by shape only.
 
     Targets: disks and thin rings (circle), filled and outlined triangles (triangle), and 1-3 px
     lines (line). Distractors: filled and outlined squares and crosses, drawn from the same size
@@ -63,7 +65,8 @@ def shapes(root: None, image_size: int, options: Mapping[str, Any]) -> Source:
     earlier ones, in the mask too), some are a few pixels across, and the background is random
     colour plus sinusoids, a gradient and pixel noise. Image ``i`` of a split depends only on
     (seed, split, i), so a larger ``n_train`` extends the same sequence; val uses other seeds.
-    ``style`` sets how hard the images are (:data:`STYLES`); ``clean`` draws no distractors.
+    ``style`` sets how hard the images are (:data:`STYLES`): ``clean`` (the default) draws no
+    distractors; ``hard`` draws them.
     """
     multiclass = options["mode"] == "multiclass"
     style = STYLES[options["style"]]
@@ -129,7 +132,7 @@ def _shape_region(kind: str, rng: np.random.Generator, size: int, x: np.ndarray,
     raise ValueError(f"unknown shape kind {kind!r}")
 
 
-def _shapes_image(rng: np.random.Generator, size: int, style: Style = STYLES["hard"]
+def _shapes_image(rng: np.random.Generator, size: int, style: Style
                   ) -> tuple[np.ndarray, np.ndarray]:
     """One image (size, size, 3) uint8 and its multiclass mask (0 background, 1..3 targets)."""
     y, x = (np.mgrid[0:size, 0:size].astype(np.float32) + 0.5)

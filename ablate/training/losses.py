@@ -42,6 +42,14 @@ LOSSES: Registry = Registry("loss")
 SMOOTH = 1.0
 
 
+def key_name(name: str) -> str:
+    """The loss name a run key hashes: ``ce+dice`` as ``bce+dice``, the quick preset's loss until
+    it took ``ce+dice`` (issue 18), so its stored runs stay current. On a binary task the two are
+    the same terms; on a multi-class one ``bce+dice`` refuses to build, so no two different runs
+    share a key."""
+    return "bce+dice" if name == "ce+dice" else name
+
+
 def build_loss(name: str, num_classes: int, ignore_index: int | None = None) -> LossFn:
     """The loss registered as ``name`` for a task with ``num_classes`` metric classes."""
     builder = LOSSES.get(name)

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from ablate.analysis.samples import colorize, save_samples
@@ -58,6 +59,7 @@ def test_save_samples_draws_a_split_with_ignore_pixels(tmp_path):
     assert Image.open(path).size == (6 * 80, 2 * 2 * 80)
 
 
+@pytest.mark.slow
 def test_drawing_samples_leaves_the_matplotlib_backend_alone(tmp_path):
     code = (
         "import matplotlib; matplotlib.use('svg')\n"

@@ -40,6 +40,7 @@ def tiny_setup():
     return Variant(widths=(16, 8), skips=("e2", "e3")), info, loader, config
 
 
+@pytest.mark.slow
 def test_switch_rows_time_each_usable_switch_on_the_cpu(one_thread, tiny_setup):
     tiny, info, loader, config = tiny_setup
     settings = replace(SMOKE, compile=True)

@@ -102,12 +102,14 @@ def _check(rows: list[dict], md: str, cuda: bool) -> None:
         assert line in text, line
 
 
+@pytest.mark.slow
 def test_smoke_cpu_writes_csv_and_md(tmp_path):
     rows, md = _smoke(tmp_path, "cpu")
     _check(rows, md, cuda=False)
     assert "No CUDA device here" in md
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_smoke_cuda_writes_csv_and_md(tmp_path):
     rows, md = _smoke(tmp_path, "cuda")

@@ -61,6 +61,15 @@ def test_outside_a_checkout_it_is_unknown(tmp_path):
     assert git_commit(tmp_path) == "unknown"
 
 
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_resolves_and_is_named_in_the_environment():
+    device = resolve_device("cuda")
+    assert device.type == "cuda"
+    assert environment(device)["device"] == torch.cuda.get_device_name(device)
+
+
+@pytest.mark.cuda
 def test_unavailable_device_is_refused_with_what_is_allowed():
     if torch.cuda.is_available():
         pytest.skip("CUDA is available here")

@@ -42,14 +42,16 @@ VOC_TRAIN = {"2007_000001": 1, "2007_000002": 7, "2008_000003": 15}
 VOC_VAL = {"2009_000004": 20, "2010_000005": 12}
 
 
-def make_voc(root: Path) -> Path:
-    for i, (item, cls) in enumerate({**VOC_TRAIN, **VOC_VAL}.items()):
-        _jpeg(root / "JPEGImages" / f"{item}.jpg", 40 * i + 20)
+def make_voc(root: Path, train: dict[str, int] = VOC_TRAIN,
+             val: dict[str, int] = VOC_VAL) -> Path:
+    """A VOC tree; ``train`` and ``val`` map image ids to the class of their left half."""
+    for i, (item, cls) in enumerate({**train, **val}.items()):
+        _jpeg(root / "JPEGImages" / f"{item}.jpg", (40 * i + 20) % 256)
         _palette_png(root / "SegmentationClass" / f"{item}.png", _voc_mask(cls))
     sets = root / "ImageSets" / "Segmentation"
     sets.mkdir(parents=True)
-    (sets / "train.txt").write_text("".join(f"{i}\n" for i in VOC_TRAIN))
-    (sets / "val.txt").write_text("".join(f"{i}\n" for i in VOC_VAL) + "\n")
+    (sets / "train.txt").write_text("".join(f"{i}\n" for i in train))
+    (sets / "val.txt").write_text("".join(f"{i}\n" for i in val) + "\n")
     return root
 
 

@@ -59,7 +59,7 @@ def test_shapes_distractors_are_drawn_and_labelled_background(monkeypatch):
     kinds_seen = set()
     for i in range(12):
         drawn.clear()
-        image, mask = shapes._shapes_image(np.random.default_rng(i), SIZE)
+        image, mask = shapes._shapes_image(np.random.default_rng(i), SIZE, shapes.STYLES["hard"])
         kinds = [k for k, _ in drawn]
         kinds_seen.update(kinds)
         assert (set(kinds) & set(shapes._SHAPES_DISTRACTORS)
@@ -96,16 +96,19 @@ def test_clean_style_draws_targets_only_on_a_quieter_background(monkeypatch):
         assert drawn and set(drawn) <= set(shapes._SHAPES_TARGETS)  # no distractor
         assert mask.any()
         clean.append(image[mask == 0].astype(float).std(0).mean())
-        hard_image, hard_mask = shapes._shapes_image(np.random.default_rng(i), SIZE)
+        hard_image, hard_mask = shapes._shapes_image(np.random.default_rng(i), SIZE,
+                                                      shapes.STYLES["hard"])
         hard.append(hard_image[hard_mask == 0].astype(float).std(0).mean())
     assert np.mean(clean) < np.mean(hard)  # halved texture, less noise and lighting
 
 
 def test_style_is_an_option_and_part_of_the_cache_key(tmp_path):
     opts = {"n_train": 2, "n_val": 1}
-    _, hard = load_dataset(DataSpec("shapes", image_size=SIZE, options=opts), tmp_path)
+    _, hard = load_dataset(DataSpec("shapes", image_size=SIZE, options={**opts, "style": "hard"}),
+                           tmp_path)
     _, clean = load_dataset(DataSpec("shapes", image_size=SIZE,
                                      options={**opts, "style": "clean"}), tmp_path)
+    assert DataSpec("shapes", options=opts).options["style"] == "clean"  # the default
     assert not np.array_equal(hard["train"].images, clean["train"].images)
     assert len(list(tmp_path.glob("*.npz"))) == 4
     try:

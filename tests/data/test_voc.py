@@ -2,14 +2,34 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import math
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SIZE, VOC_TRAIN, VOC_VAL, H, W, _palette_png, _voc_mask, fixture_spec
+from conftest import (
+    SIZE,
+    VOC_TRAIN,
+    VOC_VAL,
+    H,
+    W,
+    _palette_png,
+    _voc_mask,
+    fixture_spec,
+    make_voc,
+)
 from PIL import Image
 
-from ablate.data import load_dataset
+from ablate.cli import main
+from ablate.config import load_config
+from ablate.data import DataSpec, load_dataset
+from ablate.models.variant import Variant
+from ablate.training.inits import INITS
+from ablate.training.loop import train
+
+VOC_BATCH = {f"2011_{i:06d}": 1 + i % 20 for i in range(16)}  # one batch of the quick preset
 
 
 def test_voc_classes_ignore_and_split_membership(tmp_path):
@@ -69,3 +89,30 @@ def test_colour_mask_is_refused(tmp_path):
         Path(spec.root) / "SegmentationClass" / "2007_000001.png")
     with pytest.raises(ValueError, match=r"2007_000001\.png is a colour \(RGB\) image"):
         load_dataset(spec, cache_dir=None)
+
+
+def test_the_quick_preset_trains_on_voc(tmp_path):
+    """The quick preset's loss (ce+dice) serves a 21-class task with ignore pixels."""
+    spec = DataSpec("voc", root=str(make_voc(tmp_path / "voc", train=VOC_BATCH)), image_size=32)
+    res = train(Variant(widths=(16, 8, 8, 8), block="dsconv"), spec,
+                load_config("quick", epochs=1, device="cpu", encoder_init=None), seed=0,
+                cache_dir=tmp_path / "cache", progress=False)
+    assert res.status == "ok", res.error
+    assert res.epochs_run == 1 and math.isfinite(res.metrics["dice"])
+
+
+@pytest.mark.slow
+def test_cli_trains_voc_with_the_quick_preset(tmp_path, monkeypatch, capsys):
+    """``ablate train --data voc --preset quick``, as the README gives it, encoder init included
+    (the preset's recipe made from 16 images instead of 4,096: tests/training/test_pretrain)."""
+    root = make_voc(tmp_path / "voc", train=VOC_BATCH)
+    recipe = INITS.get("shapes-clean")
+    monkeypatch.setitem(INITS._entries, "shapes-clean", dataclasses.replace(
+        recipe, options={**recipe.options, "n_train": 16, "n_val": 4},
+        train={**recipe.train, "epochs": 1}))
+    monkeypatch.chdir(tmp_path)  # .cache/ablate (the encoder init) and results/ land here
+    assert main(["train", "--data", "voc", "--root", str(root), "--preset", "quick",
+                 "--epochs", "1", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (row["status"], row["dataset"], row["loss"], row["epochs_run"]) == \
+        ("ok", "voc", "ce+dice", 1)

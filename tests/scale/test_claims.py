@@ -74,6 +74,7 @@ print(json.dumps(won))
 """
 
 
+@pytest.mark.slow
 def test_two_processes_racing_for_the_same_keys_never_both_win(tmp_path):
     urls, n = list(_urls(tmp_path).values()), 30
     for url in urls:

@@ -74,6 +74,7 @@ def test_a_grid_cell_and_ablate_run_share_one_row_through_run_cell(tmp_path, mon
 GRID_FAULTS = [p for p in FAULTS.names() if "grid" in FAULTS.meta(p)["where"]]
 
 
+@pytest.mark.slow
 def test_a_grid_worker_killed_at_any_fault_point_leaves_every_cell_run_once(
         storage, tiny, fast, fast_tmp, fake_training, fork, ended):
     """Per fault point, a grid worker dies there; then two more finish the grid together."""

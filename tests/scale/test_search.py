@@ -215,6 +215,7 @@ def _check_search_ended_exactly(spec, url: str, trained: Counter, table: pd.Data
 SEARCH_FAULTS = [p for p in FAULTS.names() if "search" in FAULTS.meta(p)["where"]]
 
 
+@pytest.mark.slow
 def test_a_worker_killed_at_any_fault_point_leaves_exactly_n_trials(storage, tiny, fast, fast_tmp,
                                                                      fake_training, fork, ended):
     """Per fault point, a worker (as ``ablate search``) dies there; then two more finish the
@@ -246,6 +247,7 @@ def test_a_worker_killed_at_any_fault_point_leaves_exactly_n_trials(storage, tin
         _check_search_ended_exactly(spec, url, fake_training(), table, f"killed at {point}")
 
 
+@pytest.mark.slow
 def test_four_workers_on_one_sqlite_study_never_take_a_trial_twice(tiny, fast, fast_tmp,
                                                                    fake_training, fork, ended,
                                                                    monkeypatch):

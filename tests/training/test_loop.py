@@ -120,6 +120,7 @@ def test_a_cpu_speed_switch_keeps_the_results_of_the_plain_path(data, switch):
     assert switched.metrics["val_loss"] == pytest.approx(plain.metrics["val_loss"], rel=0.02)
 
 
+@pytest.mark.slow
 def test_resume_matches_uninterrupted(data, tmp_path):
     full = train(TINY, data, _cfg(epochs=3), seed=1, out_dir=tmp_path / "a", progress=False)
 
@@ -174,7 +175,8 @@ def test_image_size_must_match_loaded_data(data):
 @pytest.mark.slow
 def test_learns_shapes_well_above_chance(tmp_path):
     """A few CPU epochs take Dice far above what predicting all foreground scores."""
-    spec = DataSpec("shapes", image_size=48, options={"n_train": 128, "n_val": 48})
+    spec = DataSpec("shapes", image_size=48, options={"n_train": 128, "n_val": 48,
+                                                            "style": "hard"})
     info, splits = load_dataset(spec, tmp_path)
     res = train(Variant(widths=(32, 16, 16, 16), block="dsconv"), (info, splits),
                 _cfg(epochs=6, image_size=48, batch_size=8, loss="bce+dice", lr=3e-3), seed=0,
@@ -190,3 +192,14 @@ def test_optimizer_and_schedule_from_the_config(data):
                 progress=False)
     assert res.status == "ok"
     assert [h["lr"] for h in res.history] == pytest.approx([1e-3, 5e-4])
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_trains_on_cuda_with_the_full_presets_switches(data):
+    """bf16 autocast and channels_last, as the full preset sets them, train and evaluate."""
+    res = train(TINY, data, _cfg(device="cuda", amp=True, channels_last=True), seed=0,
+                progress=False)
+    assert res.status == "ok", res.error
+    assert res.epochs_run == 2 and math.isfinite(res.metrics["dice"])
+    assert res.peak_mem_mb > 0 and res.env["device"] == torch.cuda.get_device_name()

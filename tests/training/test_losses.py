@@ -5,8 +5,11 @@ import math
 import pytest
 import torch
 
-from ablate.config import TrainConfig
-from ablate.training.losses import LOSSES, build_loss
+from ablate.config import TrainConfig, load_config
+from ablate.data import DataSpec, load_dataset
+from ablate.models.variant import Variant
+from ablate.training.loop import train
+from ablate.training.losses import LOSSES, build_loss, key_name
 
 IGNORE = 255
 TASKS = {"binary": 2, "multiclass": 4}
@@ -95,6 +98,40 @@ def test_binary_ce_is_bce_with_logits_by_hand():
     assert loss.item() == pytest.approx(expected, rel=1e-6)
     assert build_loss("ce+dice", 2)(logits, target.clamp(max=1)).item() == pytest.approx(
         build_loss("bce+dice", 2)(logits, target.clamp(max=1)).item())
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_ce_dice_is_bce_dice_on_a_binary_task_values_and_gradients(seed):
+    """The quick preset's ce+dice (was bce+dice) is the same two terms on one sigmoid channel."""
+    logits, target, _ = batch(2, seed)
+    out = {}
+    for name in ("bce+dice", "ce+dice"):
+        x = logits.clone().requires_grad_(True)
+        loss = build_loss(name, 2, ignore_index=IGNORE)(x, target)
+        loss.backward()
+        out[name] = (loss.detach(), x.grad)
+    assert torch.equal(out["bce+dice"][0], out["ce+dice"][0])
+    assert torch.equal(out["bce+dice"][1], out["ce+dice"][1])
+
+
+def test_ce_dice_trains_a_binary_task_exactly_as_bce_dice(tmp_path):
+    """Seeded CPU runs of the quick preset with either loss give the same curve and metrics."""
+    data = load_dataset(DataSpec("shapes", image_size=32, options={"n_train": 32, "n_val": 16}),
+                        tmp_path)
+    runs = {name: train(Variant(widths=(16, 8, 8, 8), block="dsconv"), data,
+                        load_config("quick", epochs=2, batch_size=8, device="cpu",
+                                    encoder_init=None, loss=name), seed=0, progress=False)
+            for name in ("bce+dice", "ce+dice")}
+    assert runs["ce+dice"].status == "ok"
+    assert runs["ce+dice"].metrics == runs["bce+dice"].metrics
+    assert [h["train_loss"] for h in runs["ce+dice"].history] == \
+        [h["train_loss"] for h in runs["bce+dice"].history]
+
+
+def test_run_keys_hash_ce_dice_as_bce_dice():
+    """Runs stored under bce+dice stay current after the quick preset took ce+dice."""
+    assert key_name("ce+dice") == "bce+dice"
+    assert [key_name(n) for n in ("bce+dice", "ce", "dice")] == ["bce+dice", "ce", "dice"]
 
 
 @pytest.mark.parametrize("name, c", CASES)

@@ -83,6 +83,7 @@ def test_same_parameters_layer_for_layer(classes):
         assert torch.allclose(ours(x), seed(x), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_same_params_and_macs_at_256():
     """31,043,521 parameters (the convolutions keep their bias) and 48.167 G conv MACs at
     256x256, the same by every counter."""
