@@ -33,7 +33,7 @@ import yaml
 from .common.checks import is_int, positive_number, refuse_unknown
 from .config import TrainConfig, load_config
 from .data import DataSpec
-from .evaluation.metrics import METRICS
+from .evaluation.metrics import DEFAULT_METRIC, METRICS
 from .models.variant import Variant
 
 KEYS = ("name", "description", "dataset", "preset", "train", "seeds", "baseline", "variants",
@@ -78,7 +78,7 @@ class Experiment:
     baseline: Variant
     variants: tuple[Variant, ...]
     profile_size: int = 224
-    metric: str = "dice"
+    metric: str = DEFAULT_METRIC
     description: str = ""
     adaptive: AdaptiveSeeds | None = None
     equivalence: tuple[tuple[str, float], ...] = ()  # (metric, margin) pairs
@@ -158,7 +158,7 @@ def parse_experiment(raw: Mapping[str, Any], default_name: str = "experiment",
         overrides = dict(zip(grid, combo))
         variants.append(at(f"grid {overrides}", baseline.replace, **overrides))
     profile_size = at("profile_size", _positive_int, raw.get("profile_size", 224), "profile_size")
-    metric = raw.get("metric", "dice")
+    metric = raw.get("metric", DEFAULT_METRIC)
     if metric not in METRICS:
         raise ExperimentError(f"{source}: metric: {metric!r} is not allowed; "
                               f"allowed: {', '.join(METRICS.names())}")
