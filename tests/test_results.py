@@ -99,7 +99,8 @@ def test_the_run_folder_layout_is_read_back(tmp_path):
     assert run_dir(exp_dir, exp.baseline.id, 1) == run_dir(exp_dir, exp.baseline, 1)
     for variant, seed in exp.runs()[:3]:
         row = base_row(variant, seed, exp.name, exp.preset, exp.config)
-        row.update(status=OK, dice=0.5 + seed / 10)
+        row.update(status=OK, dice=0.5 + seed / 10, dataset="shapes",
+                   **environment(torch.device("cpu")))
         write_row(run_dir(exp_dir, variant, seed), row)
     assert read_row(run_dir(exp_dir, exp.baseline, 0))["variant"] == exp.baseline.id
     # "*" in place of the experiment folder finds the same run in every experiment
