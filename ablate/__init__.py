@@ -33,7 +33,7 @@ __version__ = "0.1.0"
 
 _LAZY = {"format_summary": "analysis.tables", "summarize": "analysis.stats",
          "verdicts": "analysis.stats", "factorial_effects": "analysis.factorial",
-         "load_runs": "analysis.report", "write_report": "analysis.report"}
+         "load_runs": "results", "write_report": "analysis.report"}
 
 
 def __getattr__(name: str):

@@ -131,7 +131,8 @@ def _train(args: argparse.Namespace) -> int:
     from .config import load_config
     from .data import DataSpec
     from .evaluation.metrics import METRICS
-    from .runner import run_dir, run_one
+    from .results import OK, run_dir
+    from .runner import run_one
 
     variant = variant_from_args(args)
     overrides = {k: v for k, v in (("epochs", args.epochs), ("steps", args.steps),
@@ -153,7 +154,7 @@ def _train(args: argparse.Namespace) -> int:
             value = row.get(key)
             print(f"{key:<20} {value:.4f}" if isinstance(value, float) else f"{key:<20} {value}")
         print(f"{'output':<20} {out}")
-    return 0 if row["status"] == "ok" else 1
+    return 0 if row["status"] == OK else 1
 
 
 @_command("run")
@@ -162,6 +163,7 @@ def _run(args: argparse.Namespace) -> int:
     from .analysis.stats import convergence_warning, summarize
     from .analysis.tables import format_summary
     from .experiment import load_experiment
+    from .results import OK
     from .runner import run_experiment
 
     failed = 0
@@ -180,7 +182,7 @@ def _run(args: argparse.Namespace) -> int:
             print(f"{warning}\n")
         print(format_summary(summary, "markdown"))
         print(f"\nreport: {report}")
-        failed += int((runs["status"] != "ok").sum())
+        failed += int((runs["status"] != OK).sum())
     if failed:
         print(f"ablate: {failed} run(s) failed; see the reports", file=sys.stderr)
     return 1 if failed else 0
@@ -188,8 +190,9 @@ def _run(args: argparse.Namespace) -> int:
 
 @_command("report")
 def _report(args: argparse.Namespace) -> int:
-    from .analysis.report import load_runs, write_report
+    from .analysis.report import write_report
     from .experiment import load_experiment
+    from .results import load_runs
 
     for path in args.experiments:
         exp = load_experiment(path)
@@ -253,6 +256,7 @@ def _worker(args: argparse.Namespace) -> int:
     import optuna
 
     from .experiment import load_experiment
+    from .results import OK
     from .scale.grid import run_grid
     from .scale.search import default_storage, load_study_spec, run_search
     from .scale.search_spec import load_search
@@ -268,7 +272,7 @@ def _worker(args: argparse.Namespace) -> int:
         most = "at most " if exp.adaptive else ""
         print(f"experiment {exp.name}: {most}{len(exp.runs())} runs shared in {redact(url)}")
         runs = run_grid(exp, store, args.results)
-        failed = int((runs["status"] != "ok").sum())
+        failed = int((runs["status"] != OK).sum())
         print(f"{exp.name}: {len(runs)} runs ({failed} failed) in {args.results / exp.name}")
         return 1 if failed else 0
     if args.study:

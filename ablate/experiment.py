@@ -34,7 +34,7 @@ from .common.checks import is_int, positive_number, refuse_unknown
 from .common.markdown import table
 from .config import PRESETS, TrainConfig, load_config
 from .data import DATASETS, DataSpec
-from .evaluation.metrics import METRICS
+from .evaluation.metrics import DEFAULT_METRIC, METRICS
 from .models.variant import Variant
 
 KEYS = ("name", "description", "dataset", "preset", "train", "seeds", "baseline", "variants",
@@ -103,7 +103,7 @@ class Experiment:
     baseline: Variant
     variants: tuple[Variant, ...]
     profile_size: int = 224
-    metric: str = "dice"
+    metric: str = DEFAULT_METRIC
     description: str = ""
     adaptive: AdaptiveSeeds | None = None
     equivalence: tuple[tuple[str, float], ...] = ()  # (metric, margin) pairs
@@ -183,7 +183,7 @@ def parse_experiment(raw: Mapping[str, Any], default_name: str = "experiment",
         overrides = dict(zip(grid, combo))
         variants.append(at(f"grid {overrides}", baseline.replace, **overrides))
     profile_size = at("profile_size", _positive_int, raw.get("profile_size", 224), "profile_size")
-    metric = raw.get("metric", "dice")
+    metric = raw.get("metric", DEFAULT_METRIC)
     if metric not in METRICS:
         raise ExperimentError(f"{source}: metric: {metric!r} is not allowed; "
                               f"allowed: {', '.join(METRICS.names())}")

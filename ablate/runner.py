@@ -3,9 +3,10 @@
 For each (variant, seed): build -> train -> evaluate -> checkpoint (inside ``train``) ->
 latency -> profile (last: thop attaches to modules) -> one row. A row is written atomically to
 ``results/<experiment>/runs/<variant>/seed<k>/row.json`` as the run's last act, and the runs
-table (``runs.csv`` and ``runs.parquet``) is rebuilt from those files after every run. A sweep
-killed at any point (SIGKILL included) and started again skips the cells that have a row, resumes
-the interrupted one from its last checkpoint, and ends with exactly one row per (variant, seed).
+table (``runs.csv`` and ``runs.parquet``) is rebuilt from those files after every run (the row's
+schema, folders and tables: ``ablate.results``). A sweep killed at any point (SIGKILL included)
+and started again skips the cells that have a row, resumes the interrupted one from its last
+checkpoint, and ends with exactly one row per (variant, seed).
 A failing run (bad variant, NaN loss, out-of-memory, any exception) is recorded with its reason
 and the sweep goes on. A cell identical to a finished run of another experiment under the same
 results folder (same run key: variant, data, settings, seed) is copied, not retrained.
@@ -29,43 +30,30 @@ from tqdm.auto import tqdm
 
 from .common.env import environment, resolve_device
 from .common.faults import fault_point
-from .common.files import atomic_path, write_text
+from .common.files import CACHE_DIR, write_text
 from .config import TrainConfig
 from .data import DatasetInfo, DataSpec, Split, load_dataset
-from .evaluation.metrics import METRICS, definitions
+from .evaluation.metrics import DEFAULT_METRIC, METRICS, definitions
 from .evaluation.timing import latency_ms
 from .experiment import Experiment
 from .models.model import build_model
-from .models.profile import profile_model
-from .models.variant import KNOBS, Variant
-from .training.convergence import COLUMNS as CONVERGENCE_COLUMNS
+from .models.profile import COUNTER_UNITS, profile_model
+from .models.variant import Variant
+from .results import (
+    FAILED,
+    OK,
+    PRUNED,
+    ROW_FILE,
+    collect_runs,
+    columns,
+    read_row,
+    run_dir,
+    write_row,
+    write_runs,
+)
 from .training.convergence import judge
 from .training.loop import drop_resume_state, train
 from .training.losses import key_name
-
-COUNTER_UNITS = ("gmacs_* = 1e9 multiply-accumulates per image at profile_input (thop, fvcore: "
-                 "one MAC = one 'flop'; exact: conv + linear from layer shapes); gflops_torch = "
-                 "1e9 FLOPs (2 per MAC, torch FlopCounterMode, conv + matmul only)")
-PROFILE_COLUMNS = ("params", "params_m", "macs_exact", "gmacs_exact", "gmacs_thop",
-                   "gmacs_fvcore", "gflops_torch", "profile_input", "unpriced_thop",
-                   "unpriced_fvcore", "counter_mismatch")
-ENV_COLUMNS = ("device", "python", "torch", "torchvision", "thop", "fvcore", "numpy", "pandas",
-               "optuna", "git_commit")
-
-
-def columns() -> tuple[str, ...]:
-    """The columns of a result row, in order: the knobs and the metrics come from their
-    registries (``KNOBS``, ``METRICS``), so a new knob or metric is a new column."""
-    return ("experiment", "variant", "seed", "status", "error", *KNOBS.names(),
-            "dataset", "image_size", "budget", "epochs", "epochs_run", "steps", "preset", "loss",
-            *METRICS.names(), *CONVERGENCE_COLUMNS, *PROFILE_COLUMNS,
-            "train_time_s", "train_images_per_s", "latency_ms", "peak_mem_mb", "wall_s",
-            *ENV_COLUMNS, "metric_definition", "counter_units", "run_key")
-
-
-def run_dir(exp_dir: Path, variant: Variant | str, seed: int) -> Path:
-    vid = variant.id if isinstance(variant, Variant) else variant
-    return Path(exp_dir) / "runs" / vid / f"seed{seed}"
 
 
 def run_key(variant: Variant, data: DataSpec, config: TrainConfig, seed: int,
@@ -81,20 +69,22 @@ def run_one(variant: Variant, data: DataSpec | tuple[DatasetInfo, dict[str, Spli
             config: TrainConfig, seed: int, out_dir: Path | None = None,
             profile_size: int = 224, experiment: str = "", preset: str = "",
             progress: bool | None = None, on_epoch: Callable | None = None,
-            metric: str = "dice") -> dict[str, Any]:
-    """Train, evaluate, time and profile one variant; return its result row (see ``columns``).
+            metric: str = DEFAULT_METRIC) -> dict[str, Any]:
+    """Train, evaluate, time and profile one variant; return its result row
+    (``ablate.results.columns``).
 
-    ``metric`` is the score the run is compared on: the convergence columns judge its curve.
+    ``metric`` is the score the run is compared on: ``best.pt`` follows it and the convergence
+    columns judge its curve.
     """
     result = train(variant, data, config, seed=seed, out_dir=out_dir, progress=progress,
-                   on_epoch=on_epoch)
+                   on_epoch=on_epoch, metric=metric)
     row = base_row(variant, seed, experiment, preset, config)
     row.update(status=result.status, error=result.error, epochs_run=result.epochs_run,
                dataset=result.info.name if result.info else "", **result.env)
     if result.steps:
         row.update(epochs=result.epochs, steps=result.steps)
     row.update({m: result.metrics.get(m, math.nan) for m in METRICS.names()})
-    if result.status == "ok":
+    if result.status == OK:
         row.update(judge(result.history, metric, METRICS.get(metric).better).row())
     row.update(train_time_s=result.train_time_s, train_images_per_s=result.train_images_per_s,
                peak_mem_mb=result.peak_mem_mb)
@@ -109,7 +99,7 @@ def base_row(variant: Variant, seed: int, experiment: str, preset: str,
              config: TrainConfig) -> dict[str, Any]:
     """A failed row with the variant's knobs and the settings filled in; the rest NaN."""
     row: dict[str, Any] = {c: math.nan for c in columns()}
-    row.update(experiment=experiment, variant=variant.id, seed=seed, status="failed", error="")
+    row.update(experiment=experiment, variant=variant.id, seed=seed, status=FAILED, error="")
     row.update(variant.columns())
     row.update(
         image_size=config.image_size, budget=config.budget_label,
@@ -128,7 +118,7 @@ def data_spec(exp: Experiment) -> DataSpec:
 
 def run_experiment(exp: Experiment, results_dir: str | Path = "results",
                    progress: bool | None = None, retry_failed: bool = False,
-                   cache_dir: str | Path = ".cache/ablate") -> pd.DataFrame:
+                   cache_dir: str | Path = CACHE_DIR) -> pd.DataFrame:
     """Run every missing cell ``planned_runs`` asks for, round after round; return the runs
     table of the planned cells."""
     exp_dir = Path(results_dir) / exp.name
@@ -224,7 +214,7 @@ def run_cell(exp: Experiment, variant: Variant, seed: int,
     """
     if is_finished(out, key, retry_failed):
         return read_row(out)
-    if reuse_from is not None and _reuse(Path(reuse_from), out, key, exp.name):
+    if reuse_from is not None and _reuse(Path(reuse_from), variant, seed, out, key, exp.name):
         return read_row(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "run_key").write_text(key)
@@ -245,7 +235,7 @@ def run_cell(exp: Experiment, variant: Variant, seed: int,
         row = base_row(variant, seed, exp.name, exp.preset, exp.config)
         row.update(environment(resolve_device(exp.config.device)))
         row.update({k: last[k] for k in METRICS.names() if k in last})
-        row.update(status="pruned", error=str(exc), epochs_run=last["epoch"],
+        row.update(status=PRUNED, error=str(exc), epochs_run=last["epoch"],
                    dataset=info.name)
         row.update(untrained_profile(variant, info, exp.profile_size))
     except Exception as exc:  # recorded, never fatal to the sweep
@@ -265,17 +255,18 @@ def untrained_profile(variant: Variant, info: DatasetInfo, profile_size: int) ->
     return profile_model(model, (info.in_channels, profile_size, profile_size)).row()
 
 
-def _reuse(results_dir: Path, out: Path, key: str, experiment: str) -> bool:
+def _reuse(results_dir: Path, variant: Variant, seed: int, out: Path, key: str,
+           experiment: str) -> bool:
     """Copy an identical finished run (same run key) from another experiment instead of
     training it again; its row says where it came from (``reused_from``)."""
-    for row_file in results_dir.glob(f"*/runs/{out.parent.name}/{out.name}/row.json"):
+    for row_file in results_dir.glob(str(run_dir("*", variant, seed) / ROW_FILE)):
         if row_file.parent == out:
             continue
         row = json.loads(row_file.read_text())
-        if row.get("run_key") != key or row.get("status") != "ok":
+        if row.get("run_key") != key or row.get("status") != OK:
             continue
         shutil.copytree(row_file.parent, out, dirs_exist_ok=True,
-                        ignore=shutil.ignore_patterns("row.json", "checkpoints"))
+                        ignore=shutil.ignore_patterns(ROW_FILE, "checkpoints"))
         row["reused_from"] = row.get("reused_from") or row["experiment"]
         row["experiment"] = experiment
         write_row(out, row)
@@ -289,64 +280,16 @@ def is_finished(path: Path, key: str, retry_failed: bool) -> bool:
     A row with another run key is stale; with ``retry_failed`` a failed row is redone. A folder
     without a row is an interrupted run: it resumes only if it was started with the same key.
     """
-    row_file, marker = path / "row.json", path / "run_key"
+    row_file, marker = path / ROW_FILE, path / "run_key"
     if row_file.is_file():
         row = json.loads(row_file.read_text())
-        if row.get("run_key") == key and not (retry_failed and row.get("status") != "ok"):
+        if row.get("run_key") == key and not (retry_failed and row.get("status") != OK):
             return True
     resumable = (not row_file.is_file() and marker.is_file()
                  and marker.read_text().strip() == key)
     if path.is_dir() and not resumable:
         shutil.rmtree(path)
     return False
-
-
-def collect_runs(exp_dir: Path, exp: Experiment,
-                 cells: list[tuple[Variant, int]] | None = None) -> pd.DataFrame:
-    """The runs table: one row per (variant, seed) cell that has a row file, over ``cells``
-    (default: every cell of ``exp`` that may run).
-
-    A finished run's convergence columns are judged again from its ``history.csv`` on the
-    experiment's metric: a run reused from a study that compared another metric (the run key
-    leaves the metric out, since it does not change training) is judged on this one.
-    """
-    rows = []
-    for variant, seed in exp.runs() if cells is None else cells:
-        out = run_dir(exp_dir, variant, seed)
-        if not (out / "row.json").is_file():
-            continue
-        row = read_row(out)
-        if row.get("status") == "ok" and (out / "history.csv").is_file():
-            history = pd.read_csv(out / "history.csv").to_dict("records")
-            row.update(judge(history, exp.metric, METRICS.get(exp.metric).better).row())
-        rows.append(row)
-    frame = pd.DataFrame(rows)
-    known = columns()
-    extra = [c for c in frame.columns if c not in known]
-    return frame.reindex(columns=[*known, *extra])
-
-
-def write_runs(exp_dir: Path, runs: pd.DataFrame, stem: str = "runs") -> None:
-    """``<stem>.csv`` and ``<stem>.parquet``, each replaced atomically."""
-    write_text(exp_dir / f"{stem}.csv", runs.to_csv(index=False))
-    fault_point("runs-table")
-    with atomic_path(exp_dir / f"{stem}.parquet") as tmp:
-        runs.to_parquet(tmp, index=False)
-
-
-def read_row(out: Path) -> dict[str, Any]:
-    """A run's stored ``row.json``."""
-    return json.loads((out / "row.json").read_text())
-
-
-def write_row(out: Path, row: dict[str, Any]) -> None:
-    """A run's ``row.json``, replaced atomically."""
-    write_text(out / "row.json", row_text(row))
-
-
-def row_text(row: dict[str, Any]) -> str:
-    """A result row as JSON; numpy and torch scalars become plain numbers."""
-    return json.dumps(row, default=lambda v: v.item() if hasattr(v, "item") else str(v))
 
 
 def describe(exp: Experiment) -> dict[str, Any]:

@@ -29,7 +29,8 @@ def adaptive_raw() -> dict:
 @pytest.fixture
 def fake_cell():
     """A stand-in for ``ablate.runner.run_cell`` that writes a row with the made-up Dice."""
-    from ablate.runner import base_row, write_row
+    from ablate.results import write_row
+    from ablate.runner import base_row
 
     def cell(exp, variant, seed, data, out, key, *args, **kwargs):
         row = base_row(variant, seed, exp.name, exp.preset, exp.config)

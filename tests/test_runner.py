@@ -18,15 +18,8 @@ from ablate.evaluation.evaluate import evaluate
 from ablate.experiment import parse_experiment
 from ablate.models.model import build_model
 from ablate.models.variant import Variant
-from ablate.runner import (
-    collect_runs,
-    columns,
-    data_spec,
-    planned_runs,
-    run_dir,
-    run_experiment,
-    run_key,
-)
+from ablate.results import collect_runs, columns, run_dir
+from ablate.runner import data_spec, planned_runs, run_experiment, run_key
 
 REPO = Path(__file__).resolve().parent.parent
 EXP = """\

@@ -34,8 +34,9 @@ import statsmodels.api as sm
 import statsmodels.formula.api as smf
 from tabulate import tabulate
 
-from ..evaluation.metrics import METRICS
+from ..evaluation.metrics import DEFAULT_METRIC, METRICS
 from ..models.variant import KNOBS
+from ..results import OK
 from .tables import FORMATS, format_p, latex_escape
 
 #: The columns of a factorial table, with their definitions (printed in the report).
@@ -70,7 +71,7 @@ def _term(factors: Sequence[str]) -> str:
 
 
 def factorial_effects(runs: pd.DataFrame, baseline: str, factors: Sequence[str],
-                      metric: str = "dice", alpha: float = 0.05) -> pd.DataFrame:
+                      metric: str = DEFAULT_METRIC, alpha: float = 0.05) -> pd.DataFrame:
     """Main effects and two-way interactions of ``factors`` with intervals (see the module).
 
     Uses the ok runs with a metric value. One row per contrast (``COLUMNS``); ``attrs`` holds
@@ -89,7 +90,7 @@ def factorial_effects(runs: pd.DataFrame, baseline: str, factors: Sequence[str],
     if baseline not in set(runs["variant"]):
         raise ValueError(f"baseline={baseline!r} is not a variant of the runs table")
     values = pd.to_numeric(runs[metric], errors="coerce")
-    data = runs[(runs["status"] == "ok") & values.notna()].copy()
+    data = runs[(runs["status"] == OK) & values.notna()].copy()
     data["y"] = values[data.index].astype(float)
     data["seed"] = data["seed"].astype(str)
     for k in factors:

@@ -4,7 +4,7 @@ Every figure is saved as PNG and SVG and the functions return the paths they wro
 built with ``matplotlib.figure.Figure`` directly, never through ``pyplot``: no global backend is
 switched and nothing is left open, so this works headless and inside notebooks alike.
 
-Each run's files live in ``<exp_dir>/runs/<variant>/seed<k>/``: ``history.csv`` (one row per
+Each run's files live in its run folder (``ablate.results.run_dir``): ``history.csv`` (one row per
 epoch: ``epoch``, ``train_loss`` and the metrics) and ``samples.png``; missing files are
 skipped.
 """
@@ -22,14 +22,12 @@ import pandas as pd
 from matplotlib.figure import Figure
 from scipy import stats
 
-from ..evaluation.metrics import METRICS
+from ..common.checks import oriented
+from ..evaluation.metrics import DEFAULT_METRIC, METRICS
+from ..results import COSTS, OK, run_dir
 from ..training.convergence import LOSS_TOLERANCE, TOLERANCE, is_converged, window_start
 from .pareto import pareto_front
 from .tables import input_size, metric_of
-
-
-def _run_dir(exp_dir: Path, variant: str, seed: int) -> Path:
-    return Path(exp_dir) / "runs" / str(variant) / f"seed{int(seed)}"
 
 
 def _short_labels(variants: Sequence[str]) -> list[str]:
@@ -72,19 +70,21 @@ _CLASS_STYLE = {"optimal": ("o", "C1", "Pareto-optimal (front of the means)"),
                                            "significantly better)")}
 
 
-def _plot_against(summary: pd.DataFrame, column: str, name: str, axis_label: str,
-                  out_dir: Path | str, stem: str, classes: str | None = None) -> list[Path]:
-    """Metric against a cost column, with CI bars, the Pareto front and the baseline; with
-    ``classes`` (a summary column of ``ablate.analysis.pareto`` classes) each point is drawn
-    by its class."""
+def plot_metric_vs_cost(summary: pd.DataFrame, cost: str, out_dir: Path | str) -> list[Path]:
+    """Mean metric with CI bars against a cost of ``ablate.results.COSTS`` (its column in the
+    summary), the Pareto front and the baseline marked; where the summary classes the variants
+    against the cost (``pareto_<cost>``), each is drawn by its class. Saved as
+    ``<metric>_vs_<cost>``."""
+    c = COSTS.get(cost)
+    classes = f"pareto_{cost}" if f"pareto_{cost}" in summary.columns else None
     metric, metric_label = _metric_axis(summary)
-    rows = summary[summary[f"{metric}_mean"].notna() & summary[column].notna()]
+    rows = summary[summary[f"{metric}_mean"].notna() & summary[c.column].notna()]
     if rows.empty:
-        raise ValueError(f"no variant has both a {metric} mean and a {column} value to plot")
+        raise ValueError(f"no variant has both a {metric} mean and a {c.column} value to plot")
     rows = rows.reset_index(drop=True)
-    x, y = rows[column].to_numpy(float), rows[f"{metric}_mean"].to_numpy(float)
-    sign = 1.0 if METRICS.get(metric).better == "max" else -1.0
-    front = pareto_front(list(zip(x, sign * y)))
+    x, y = rows[c.column].to_numpy(float), rows[f"{metric}_mean"].to_numpy(float)
+    front = pareto_front(list(zip(-oriented(c.better) * x,
+                                  oriented(METRICS.get(metric).better) * y)))
 
     fig = Figure(figsize=(8, 5.5), layout="constrained")
     ax = fig.add_subplot()
@@ -104,34 +104,12 @@ def _plot_against(summary: pd.DataFrame, column: str, name: str, axis_label: str
     ax.scatter(x[base], y[base], marker="*", s=260, color="C3", zorder=5, label="baseline")
     for xi, yi, label in zip(x, y, _short_labels(list(rows["variant"]))):
         ax.annotate(label, (xi, yi), xytext=(5, 5), textcoords="offset points", fontsize=7)
-    ax.set_xlabel(axis_label)
+    ax.set_xlabel(f"{c.label}: {c.unit} ({input_size(summary)})")
     ax.set_ylabel(metric_label)
-    ax.set_title(f"{METRICS.get(metric).label} vs {name}")
+    ax.set_title(f"{METRICS.get(metric).label} vs {c.label}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(fig, out_dir, stem)
-
-
-def plot_metric_vs_gmacs(summary: pd.DataFrame, out_dir: Path | str) -> list[Path]:
-    """Mean metric with CI bars against GMACs (thop), the Pareto front, each variant drawn by
-    its Pareto class (``pareto_gmacs``), baseline marked."""
-    label = f"GMACs (thop; 1e9 multiply-accumulates at {input_size(summary)})"
-    return _plot_against(summary, "gmacs_thop", "GMACs", label, out_dir,
-                         f"{metric_of(summary)}_vs_gmacs", classes="pareto_gmacs")
-
-
-def plot_metric_vs_latency(summary: pd.DataFrame, out_dir: Path | str) -> list[Path]:
-    """Mean metric with CI bars against latency (median over runs of their median ms per
-    image), drawn by Pareto class (``pareto_latency``), baseline marked."""
-    label = f"Latency (ms per image at {input_size(summary)}, batch 1; median over runs)"
-    return _plot_against(summary, "latency_ms", "latency", label, out_dir,
-                         f"{metric_of(summary)}_vs_latency", classes="pareto_latency")
-
-
-def plot_metric_vs_params(summary: pd.DataFrame, out_dir: Path | str) -> list[Path]:
-    """Mean metric with CI bars against parameters (millions), Pareto front and baseline marked."""
-    return _plot_against(summary, "params_m", "parameters", "Parameters (M)", out_dir,
-                         f"{metric_of(summary)}_vs_params")
+    return _save(fig, out_dir, f"{metric}_vs_{cost}")
 
 
 def plot_metric_ci(summary: pd.DataFrame, out_dir: Path | str) -> list[Path]:
@@ -164,7 +142,7 @@ def plot_metric_ci(summary: pd.DataFrame, out_dir: Path | str) -> list[Path]:
 
 
 def plot_interactions(runs: pd.DataFrame, factors: Sequence[str], baseline: str,
-                      out_dir: Path | str, metric: str = "dice",
+                      out_dir: Path | str, metric: str = DEFAULT_METRIC,
                       alpha: float = 0.05) -> list[Path]:
     """Interaction plot of each pair of grid knobs: the metric (mean over seeds, with its
     t-interval) against one knob's levels, one line per level of the other, averaged over any
@@ -173,7 +151,7 @@ def plot_interactions(runs: pd.DataFrame, factors: Sequence[str], baseline: str,
     if metric not in METRICS:
         raise ValueError(f"metric={metric!r} is not allowed; allowed: {', '.join(METRICS.names())}")
     values = pd.to_numeric(runs[metric], errors="coerce")
-    ok = runs[(runs["status"] == "ok") & values.notna()].assign(y=values.astype(float))
+    ok = runs[(runs["status"] == OK) & values.notna()].assign(y=values.astype(float))
     base = runs[runs["variant"] == baseline].iloc[0]
     pairs = [(a, b) for i, a in enumerate(factors) for b in factors[i + 1:]]
     fig = Figure(figsize=(6 * len(pairs), 4.5), layout="constrained")
@@ -213,9 +191,9 @@ def _histories(exp_dir: Path | str, runs: pd.DataFrame, variant: str,
     """The history tables of a variant's ok runs that have one."""
     needed = {"epoch", "train_loss", metric}
     out = []
-    ok = runs[(runs["variant"] == variant) & (runs["status"] == "ok")]
+    ok = runs[(runs["variant"] == variant) & (runs["status"] == OK)]
     for seed in sorted(ok["seed"]):
-        path = _run_dir(exp_dir, variant, seed) / "history.csv"
+        path = run_dir(exp_dir, variant, seed) / "history.csv"
         if not path.is_file():
             continue
         history = pd.read_csv(path)
@@ -230,12 +208,12 @@ def _all_converged(runs: pd.DataFrame, variant: str) -> bool:
     """Did every ok run of ``variant`` converge? True when the runs table does not say."""
     if "converged" not in runs.columns:
         return True
-    ok = runs[(runs["variant"] == variant) & (runs["status"] == "ok")]
+    ok = runs[(runs["variant"] == variant) & (runs["status"] == OK)]
     return all(is_converged(v) for v in ok["converged"])
 
 
 def plot_curves(exp_dir: Path | str, runs: pd.DataFrame, out_dir: Path | str,
-                metric: str = "dice") -> list[Path]:
+                metric: str = DEFAULT_METRIC) -> list[Path]:
     """Validation ``metric`` and train loss against epoch, mean over ok seeds, one line per variant.
 
     The band around each line spans the seeds' minimum to maximum. The convergence window (the
@@ -290,7 +268,7 @@ def plot_samples(exp_dir: Path | str, runs: pd.DataFrame, out_dir: Path | str) -
     found = []
     for variant in pd.unique(runs["variant"]):
         for seed in sorted(runs.loc[runs["variant"] == variant, "seed"]):
-            path = _run_dir(exp_dir, variant, seed) / "samples.png"
+            path = run_dir(exp_dir, variant, seed) / "samples.png"
             if path.is_file():
                 found.append((variant, seed, matplotlib.image.imread(path)))
                 break

@@ -14,8 +14,9 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from ..evaluation.metrics import METRICS
-from ..models.variant import KNOBS
+from ..common.checks import better_word
+from ..evaluation.metrics import DEFAULT_METRIC, METRICS
+from ..results import COSTS, OK
 from .costs import cost_section
 from .factorial import COLUMNS as FACTORIAL_COLUMNS
 from .factorial import factorial_effects, format_factorial, grid_factors, write_factorial
@@ -23,44 +24,16 @@ from .plots import (
     plot_curves,
     plot_interactions,
     plot_metric_ci,
-    plot_metric_vs_gmacs,
-    plot_metric_vs_latency,
-    plot_metric_vs_params,
+    plot_metric_vs_cost,
     plot_samples,
 )
-from .stats import COLUMNS, convergence_warning, summarize
+from .stats import COLUMNS, SUMMARY_COSTS, convergence_warning, summarize
 from .tables import format_p, format_summary, write_tables
-
-#: Text columns of the runs table whose empty cells mean "nothing", not "missing number".
-#: Columns read back as text (a knob value such as widths "128,64" or pool "M" is never a number).
-_TEXT_COLUMNS = ("experiment", "variant", "status", "error", *KNOBS.names(), "dataset", "preset",
-                 "budget", "loss", "device", "torch", "git_commit", "metric_definition",
-                 "counter_units")
 
 _SETUP = (("Dataset", "dataset"), ("Image size", "image_size"), ("Budget", "budget"),
           ("Epochs", "epochs"),
           ("Preset", "preset"), ("Loss", "loss"), ("Device", "device"), ("PyTorch", "torch"),
           ("Git commit", "git_commit"))
-
-
-def load_runs(exp_dir: Path | str) -> pd.DataFrame:
-    """The runs table of an experiment: ``runs.parquet`` if present, else ``runs.csv``.
-
-    Empty text cells (``error``, ``pretrained``...) read back as ``""``, never NaN.
-    """
-    exp_dir = Path(exp_dir)
-    parquet, csv = exp_dir / "runs.parquet", exp_dir / "runs.csv"
-    if parquet.is_file():
-        runs = pd.read_parquet(parquet)
-    elif csv.is_file():
-        runs = pd.read_csv(csv, dtype={c: str for c in _TEXT_COLUMNS})
-    else:
-        raise FileNotFoundError(f"no runs table in {exp_dir}: expected {parquet.name} "
-                                f"or {csv.name}")
-    for column in _TEXT_COLUMNS:
-        if column in runs.columns:
-            runs[column] = runs[column].fillna("").astype(str)
-    return runs
 
 
 def _values(runs: pd.DataFrame, column: str) -> str:
@@ -75,10 +48,10 @@ def _values(runs: pd.DataFrame, column: str) -> str:
 
 def _setup(runs: pd.DataFrame, baseline: str, metric: str) -> list[str]:
     seeds = sorted(pd.unique(runs["seed"]))
-    ok = int((runs["status"] == "ok").sum())
+    ok = int((runs["status"] == OK).sum())
     lines = [f"- Experiment: {_values(runs, 'experiment')}",
              f"- Baseline: `{baseline}`; metric: {METRICS.get(metric).label} (`{metric}`, "
-             f"{METRICS.get(metric).direction} is better)",
+             f"{better_word(METRICS.get(metric).better)} is better)",
              f"- Variants: {runs['variant'].nunique()}; seeds: {', '.join(map(str, seeds))}; "
              f"runs: {len(runs)} ({ok} ok, {len(runs) - ok} failed)"]
     lines += [f"- {label}: {_values(runs, column)}" for label, column in _SETUP]
@@ -127,13 +100,11 @@ def _plots(exp_dir: Path, runs: pd.DataFrame, summary: pd.DataFrame, metric: str
     out = exp_dir / "plots"
     label = METRICS.get(metric).label
     has_mean = summary[f"{metric}_mean"].notna()
+    costs = [COSTS.get(name) for name in SUMMARY_COSTS]
     figures = [
-        (f"{label} vs GMACs", (has_mean & summary["gmacs_thop"].notna()).any(),
-         lambda: plot_metric_vs_gmacs(summary, out), "no GMACs in the runs table"),
-        (f"{label} vs latency", (has_mean & summary["latency_ms"].notna()).any(),
-         lambda: plot_metric_vs_latency(summary, out), "no latency in the runs table"),
-        (f"{label} vs parameters", (has_mean & summary["params_m"].notna()).any(),
-         lambda: plot_metric_vs_params(summary, out), "no parameter counts in the runs table"),
+        *((f"{label} vs {c.label}", (has_mean & summary[c.column].notna()).any(),
+           lambda c=c: plot_metric_vs_cost(summary, c.name, out),
+           f"no `{c.column}` in the runs table") for c in costs),
         (f"{label} per variant with {100 * (1 - summary.attrs['alpha']):g}% CI", True,
          lambda: plot_metric_ci(summary, out), ""),
         ("Training curves", True,
@@ -161,7 +132,7 @@ def _cell(text: object, limit: int = 300) -> str:
 
 
 def _failed(runs: pd.DataFrame, metric: str) -> list[str]:
-    failed = runs[(runs["status"] != "ok") | runs[metric].isna()]
+    failed = runs[(runs["status"] != OK) | runs[metric].isna()]
     if failed.empty:
         return ["None: every run completed."]
     errors = failed["error"] if "error" in failed.columns else pd.Series("", index=failed.index)
@@ -194,7 +165,7 @@ def _other_verdicts(runs: pd.DataFrame, baseline: str, metric: str,
         lines += [tabulate(rows, ["Variant", f"Δ {label} [CI]", "p (Holm)", "TOST p (Holm)",
                                   "Verdict"], tablefmt="pipe", disable_numparse=True), "",
                   f"Same tests as the table above, on {label} (`{other}`, "
-                  f"{METRICS.get(other).direction} is better).", ""]
+                  f"{better_word(METRICS.get(other).better)} is better).", ""]
     return lines
 
 
@@ -268,7 +239,8 @@ def _definitions(runs: pd.DataFrame, metric: str, factorial: bool) -> list[str]:
     return lines + [""]
 
 
-def write_report(exp_dir: Path | str, runs: pd.DataFrame, baseline: str, metric: str = "dice",
+def write_report(exp_dir: Path | str, runs: pd.DataFrame, baseline: str,
+                 metric: str = DEFAULT_METRIC,
                  title: str | None = None, equivalence: Mapping[str, float] | None = None,
                  looks: Sequence[int] | None = None) -> Path:
     """Summarize ``runs``; write tables, figures and ``report.md`` into ``exp_dir``; return it.

@@ -4,7 +4,8 @@ One row per variant, computed from the runs table (one row per (variant, seed) r
 default ``alpha=0.05`` every interval below is a 95% interval.
 
 - **Runs.** A run counts when its ``status`` is ``"ok"`` and its metric is a number. Every other
-  run of the variant is counted in ``n_failed`` and left out of all statistics; ``n_seeds`` is
+  run of the variant (``failed``, ``pruned``: ``ablate.results.STATUSES``) is counted in
+  ``n_failed`` and left out of all statistics; ``n_seeds`` is
   the number of runs that count.
 - **Mean, sd.** ``<metric>_mean`` is the mean over seeds, ``<metric>_std`` the sample standard
   deviation (ddof=1; NaN with one seed).
@@ -47,8 +48,9 @@ default ``alpha=0.05`` every interval below is a 95% interval.
   run have no rank.
 - **Best.** ``best`` is True for the variant with the best mean and every variant not
   significantly worse than it in the pairwise tests.
-- **Pareto.** ``pareto_gmacs`` and ``pareto_latency`` class each variant against GMACs and
-  against ``latency_ms`` (median of its runs' latencies) as *optimal*, *possibly optimal* or
+- **Pareto.** ``pareto_<cost>`` for each cost of :data:`PARETO_COSTS` (``gmacs``, ``latency``:
+  ``ablate.results.COSTS``) class each variant against GMACs and against ``latency_ms`` (median
+  of its runs' latencies) as *optimal*, *possibly optimal* or
   *dominated* (``ablate.analysis.pareto``), "better with confidence" being a pairwise win.
 - **Complexity.** ``gmacs_thop`` (1e9 multiply-accumulates counted by thop at the runs' input
   size; GFLOPs = 2 x GMACs) and ``params_m`` (millions) are properties of the architecture and
@@ -61,7 +63,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..evaluation.metrics import METRICS
+from ..common.checks import oriented
+from ..evaluation.metrics import DEFAULT_METRIC, METRICS
+from ..results import COSTS, OK, row_statuses
 from ..training.convergence import is_converged
 from .pareto import pareto_classes
 from .tables import format_p
@@ -75,7 +79,9 @@ from .verdicts import (
     paired_tests,
 )
 
-STATUSES = ("ok", "failed")
+#: The costs a summary holds (``ablate.results.COSTS``), and those it draws Pareto fronts of.
+SUMMARY_COSTS = ("gmacs", "latency", "params")
+PARETO_COSTS = ("gmacs", "latency")
 
 #: Every column of a summary, in order, with its definition (``<metric>`` stands for the
 #: metric's name). The report's definitions section prints this table.
@@ -122,7 +128,7 @@ COLUMNS: dict[str, str] = {
 def _counted(runs: pd.DataFrame, metric: str) -> pd.Series:
     """Mask of the runs that enter the statistics: status ok and a finite metric."""
     values = pd.to_numeric(runs[metric], errors="coerce")
-    return (runs["status"] == "ok") & np.isfinite(values.astype(float))
+    return (runs["status"] == OK) & np.isfinite(values.astype(float))
 
 
 def _validate(runs: pd.DataFrame, metric: str, alpha: float) -> None:
@@ -135,10 +141,10 @@ def _validate(runs: pd.DataFrame, metric: str, alpha: float) -> None:
                          f"columns present: {', '.join(map(str, runs.columns))}")
     if not 0 < alpha < 1:
         raise ValueError(f"alpha={alpha!r} is not allowed; allowed: 0 < alpha < 1")
-    bad = sorted(set(runs["status"]) - set(STATUSES), key=str)
+    bad = sorted(set(runs["status"]) - set(row_statuses()), key=str)
     if bad:
         raise ValueError(f"status value(s) {', '.join(map(repr, bad))} are not allowed; "
-                         f"allowed: {', '.join(STATUSES)}")
+                         f"allowed: {', '.join(row_statuses())}")
     counted = runs[_counted(runs, metric)]
     dup = counted[counted.duplicated(["variant", "seed"], keep=False)]
     if len(dup):
@@ -194,7 +200,7 @@ def _holm(p: pd.Series, alpha: float) -> tuple[pd.Series, pd.Series]:
     return p_holm, p_holm <= alpha
 
 
-def pairwise_tests(runs: pd.DataFrame, metric: str = "dice", alpha: float = 0.05,
+def pairwise_tests(runs: pd.DataFrame, metric: str = DEFAULT_METRIC, alpha: float = 0.05,
                    n_looks: int = 1) -> pd.DataFrame:
     """Paired t-tests between every pair of variants, Holm-corrected across all pairs tested.
 
@@ -227,7 +233,7 @@ def _looks_read(n_seeds: int, looks: tuple[int, ...] | None) -> list[int]:
     return read or [n_seeds]
 
 
-def verdicts(runs: pd.DataFrame, baseline: str, metric: str = "dice", alpha: float = 0.05,
+def verdicts(runs: pd.DataFrame, baseline: str, metric: str = DEFAULT_METRIC, alpha: float = 0.05,
              margin: float | None = None, looks: tuple[int, ...] | None = None) -> pd.DataFrame:
     """The verdict on each variant against ``baseline``, one row per other variant.
 
@@ -343,8 +349,9 @@ def convergence_warning(summary: pd.DataFrame) -> str:
             "(criterion: ablate.training.convergence; train longer or check the learning curves).")
 
 
-def summarize(runs: pd.DataFrame, baseline: str, metric: str = "dice", alpha: float = 0.05,
-              margin: float | None = None, looks: tuple[int, ...] | None = None) -> pd.DataFrame:
+def summarize(runs: pd.DataFrame, baseline: str, metric: str = DEFAULT_METRIC,
+              alpha: float = 0.05, margin: float | None = None,
+              looks: tuple[int, ...] | None = None) -> pd.DataFrame:
     """One row per variant (baseline first, then first appearance) with the statistics above.
 
     ``margin``: the equivalence margin of ``metric`` (None: equivalence is not tested);
@@ -388,11 +395,13 @@ def summarize(runs: pd.DataFrame, baseline: str, metric: str = "dice", alpha: fl
                     "delta_ci_high": np.nan, "p_value": np.nan, "note": ""}
         else:
             row |= _paired(table[variant], table[baseline], alpha)
-        params = _architecture_value(group, "params_m")
-        if np.isnan(params):
-            params = _architecture_value(group, "params") / 1e6
-        row |= {"gmacs_thop": _architecture_value(group, "gmacs_thop"), "params_m": params,
-                "latency_ms": _median(group[counted[group.index]], "latency_ms")}
+        cols = {c: COSTS.get(c).column for c in SUMMARY_COSTS}
+        params_m = _architecture_value(group, cols["params"])
+        if np.isnan(params_m):  # a table with the parameter count only
+            params_m = _architecture_value(group, "params") / 1e6
+        row |= {cols["gmacs"]: _architecture_value(group, cols["gmacs"]),
+                cols["params"]: params_m,
+                cols["latency"]: _median(group[counted[group.index]], cols["latency"])}
         rows.append(row)
     summary = pd.DataFrame(rows)
 
@@ -426,13 +435,15 @@ def summarize(runs: pd.DataFrame, baseline: str, metric: str = "dice", alpha: fl
     worse_than_top = set(losers[beaten["winner"].to_numpy() == top])
     summary["best"] = has_runs & ~summary["variant"].isin(worse_than_top)
 
-    oriented = means if METRICS.get(metric).better == "max" else -means
+    score = oriented(METRICS.get(metric).better) * means  # higher is better
     wins = np.zeros((len(summary), len(summary)), dtype=bool)
     where = {v: i for i, v in enumerate(summary["variant"])}
     for winner, loser in zip(beaten["winner"], losers):
         wins[where[winner], where[loser]] = True
-    for column, cost in (("pareto_gmacs", "gmacs_thop"), ("pareto_latency", "latency_ms")):
-        summary[column] = pareto_classes(summary[cost], oriented, wins)
+    for name in PARETO_COSTS:
+        cost = COSTS.get(name)  # lower is better for pareto_classes
+        summary[f"pareto_{name}"] = pareto_classes(-oriented(cost.better) * summary[cost.column],
+                                                   score, wins)
 
     b = summary.loc[summary["is_baseline"]].iloc[0]
     summary["gmacs_delta"] = summary["gmacs_thop"] - b["gmacs_thop"]

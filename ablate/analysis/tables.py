@@ -11,7 +11,9 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
+from ..common.checks import better_word
 from ..evaluation.metrics import METRICS
+from ..results import COSTS
 
 FORMATS = ("markdown", "latex", "csv")
 
@@ -67,7 +69,7 @@ def conventions(summary: pd.DataFrame) -> str:
     level = f"{100 * (1 - alpha):g}%"
     size = input_size(summary)
     definition = summary.attrs.get("metric_definition") or "see the runs' metric_definition"
-    direction = METRICS.get(metric).direction
+    direction = better_word(METRICS.get(metric).better)
     text = (
         f"GMACs = 1e9 multiply-accumulates counted by thop at input size {size} "
         f"(GFLOPs = 2 x GMACs); Params in millions. {METRICS.get(metric).label} as defined by the "
@@ -134,7 +136,8 @@ def _cells(summary: pd.DataFrame, fmt: str) -> tuple[list[str], list[list[str]]]
     label = METRICS.get(metric).label
     esc = latex_escape if fmt == "latex" else (lambda t: t)
     bold = (lambda t: rf"\textbf{{{t}}}") if fmt == "latex" else (lambda t: f"**{t}**")
-    header = [esc("Variant"), "Seeds", "Converged", esc("GMACs (thop)"), esc("Params (M)"),
+    gmacs, params = COSTS.get("gmacs"), COSTS.get("params")
+    header = [esc("Variant"), "Seeds", "Converged", esc(gmacs.label), esc(params.label),
               f"{esc(label)} mean {s['pm']} sd", esc(f"{level} CI"),
               f"{s['delta']} vs baseline [CI]", esc("p (Holm)"), "Verdict", "Rank",
               esc("Pareto (GMACs)"), esc("Pareto (latency)")]
@@ -151,12 +154,12 @@ def _cells(summary: pd.DataFrame, fmt: str) -> tuple[list[str], list[list[str]]]
         seeds = str(r["n_seeds"]) + (f" (+{r['n_failed']} failed)" if r["n_failed"] else "")
         converged = (s["na"] if pd.isna(r.get("n_converged"))
                      else f"{int(r['n_converged'])}/{r['n_seeds']}")
-        gmacs = _num(r["gmacs_thop"], 3, na=s["na"])
-        params = _num(r["params_m"], 3, na=s["na"])
-        if not base and pd.notna(r["gmacs_delta"]):
-            gmacs += f" ({_num(r['gmacs_delta'], 3, sign=True)})"
-        if not base and pd.notna(r["params_delta"]):
-            params += f" ({_num(r['params_delta'], 3, sign=True)})"
+        cost_cells = []
+        for cost, change in ((gmacs, "gmacs_delta"), (params, "params_delta")):
+            cell = _num(r[cost.column], 3, na=s["na"])
+            if not base and pd.notna(r[change]):
+                cell += f" ({_num(r[change], 3, sign=True)})"
+            cost_cells.append(cell)
         ci = (s["na"] if pd.isna(r["ci_low"])
               else f"[{_num(r['ci_low'], 4)}, {_num(r['ci_high'], 4)}]")
         if base or pd.isna(r["delta"]):
@@ -168,7 +171,7 @@ def _cells(summary: pd.DataFrame, fmt: str) -> tuple[list[str], list[list[str]]]
                           f"{_num(r['delta_ci_high'], 4, sign=True)}]")
         p = esc(format_p(r["p_holm"], s["na"])) + (s["dagger"] if _has_note(r["note"]) else "")
         rank = s["na"] if pd.isna(r["rank"]) else str(r["rank"])
-        body.append([name, seeds, converged, gmacs, params, mean, ci, delta, p,
+        body.append([name, seeds, converged, *cost_cells, mean, ci, delta, p,
                      _verdict_cell(r, s, esc), rank,
                      esc(r["pareto_gmacs"] or s["na"]), esc(r["pareto_latency"] or s["na"])])
     return header, body

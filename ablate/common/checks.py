@@ -10,6 +10,10 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+#: Which way is better, the one word pair of every registry (metrics, costs) and YAML key; prose
+#: says "higher" or "lower" (:func:`better_word`), Optuna's words are made at the Optuna call.
+BETTER = ("max", "min")
+
 
 def to_int(value: Any) -> int:
     """An integer from an int, an integral float or a numeric string; bools are refused.
@@ -49,3 +53,20 @@ def refuse_unknown(keys: Iterable[Any], allowed: Iterable[str], what: str,
     if unknown:
         raise error(f"{prefix}unknown {what} {', '.join(map(repr, unknown))}{suffix}; "
                     f"allowed: {', '.join(allowed) or 'none'}")
+
+
+def check_better(better: Any) -> str:
+    """``better`` if it is one of :data:`BETTER`; otherwise the package's error."""
+    if better not in BETTER:
+        raise not_allowed("better", better, ", ".join(BETTER))
+    return better
+
+
+def better_word(better: str) -> str:
+    """``"higher"`` or ``"lower"`` (is better): ``better`` in a sentence."""
+    return {"max": "higher", "min": "lower"}[check_better(better)]
+
+
+def oriented(better: str) -> float:
+    """+1.0 for ``max``, -1.0 for ``min``: a value times it is larger when it is better."""
+    return 1.0 if check_better(better) == "max" else -1.0

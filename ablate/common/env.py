@@ -12,6 +12,8 @@ import torch
 
 _DISTRIBUTIONS = {"torch": "torch", "torchvision": "torchvision", "thop": "ultralytics-thop",
                   "fvcore": "fvcore", "numpy": "numpy", "pandas": "pandas", "optuna": "optuna"}
+#: Result-row columns :func:`environment` fills, in order.
+COLUMNS = ("device", "python", *_DISTRIBUTIONS, "git_commit")
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -85,5 +87,6 @@ def versions() -> dict[str, str]:
 
 
 def environment(device: torch.device) -> dict[str, str]:
-    """Flat record: versions, device, git commit."""
-    return {**versions(), "device": device_name(device), "git_commit": git_commit()}
+    """Flat record: versions, device, git commit (:data:`COLUMNS`)."""
+    record = {**versions(), "device": device_name(device), "git_commit": git_commit()}
+    return {c: record[c] for c in COLUMNS}

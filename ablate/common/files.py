@@ -14,6 +14,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+#: Where decoded datasets and encoder inits are cached, relative to the working directory.
+CACHE_DIR = ".cache/ablate"
+
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..common.files import atomic_path
+from ..common.files import CACHE_DIR, atomic_path
 from .spec import DATASETS, SPLITS, DatasetInfo, DataSpec, Source, Split
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 _CACHE_VERSION = 1
 
 
-def load_dataset(spec: DataSpec, cache_dir: str | Path | None = ".cache/ablate"
+def load_dataset(spec: DataSpec, cache_dir: str | Path | None = CACHE_DIR
                  ) -> tuple[DatasetInfo, dict[str, Split]]:
     """The dataset ``spec`` names: its info and ``{"train": Split, "val": Split}``.
 

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..common.checks import check_better
 from ..common.markdown import table
 from ..common.registry import Registry
 
@@ -61,16 +62,14 @@ class Metric:
     label: str
     definition: str
 
-    @property
-    def direction(self) -> str:
-        """``"higher"`` or ``"lower"`` (is better), for sentences."""
-        return "higher" if self.better == "max" else "lower"
-
 
 #: Every score a run reports, in column order. Each entry is one function registered with
 #: :func:`register_metric`; history fields, row columns, summaries, plots, the experiment's
 #: ``metric`` key and the search objectives all read their names from here.
 METRICS: Registry = Registry("metric", ordered=True)
+
+#: The metric an experiment, a summary or a run is compared on when none is named.
+DEFAULT_METRIC = "dice"
 
 #: Conventions shared by every metric, stored with each result next to the definitions.
 CONVENTIONS: dict[str, str] = {
@@ -85,8 +84,7 @@ def register_metric(name: str, *, better: str, label: str, definition: str
                     ) -> Callable[[Callable], Callable]:
     """Decorator: ``@register_metric("dice", better="max", label=..., definition=...)`` on a
     function ``reduce(acc) -> float`` adds the metric to :data:`METRICS`."""
-    if better not in ("max", "min"):
-        raise ValueError(f"better={better!r} is not allowed; allowed: max, min")
+    check_better(better)
 
     def deco(reduce: Callable[[MetricAccumulator], float]) -> Callable:
         METRICS.register(name, help=label)(Metric(name, reduce, better, label, definition))
@@ -103,11 +101,10 @@ def definitions() -> dict[str, str]:
 def metrics_markdown() -> str:
     """The metrics page's table (docs/metrics.md), generated from :data:`METRICS` by
     ``ablate docs``: name, which way is better, label, definition; then the conventions."""
-    rows = [(f"`{m}`", METRICS.get(m).direction, METRICS.get(m).label,
+    rows = [(f"`{m}`", METRICS.get(m).better, METRICS.get(m).label,
              METRICS.get(m).definition) for m in METRICS.names()]
     notes = "".join(f"- {name}: {text}\n" for name, text in CONVENTIONS.items())
     return table(("metric", "better", "label", "definition"), rows) + "\n" + notes
-
 
 
 def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int,

@@ -40,6 +40,13 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ..common.checks import not_allowed
 
+#: Result-row columns :meth:`Profile.row` fills, in order.
+COLUMNS = ("params", "params_m", "macs_exact", "gmacs_exact", "gmacs_thop", "gmacs_fvcore",
+           "gflops_torch", "profile_input", "unpriced_thop", "unpriced_fvcore", "counter_mismatch")
+#: The units of the counters' columns, stored with every result row (``counter_units``).
+COUNTER_UNITS = ("gmacs_* = 1e9 multiply-accumulates per image at profile_input (thop, fvcore: "
+                 "one MAC = one 'flop'; exact: conv + linear from layer shapes); gflops_torch = "
+                 "1e9 FLOPs (2 per MAC, torch FlopCounterMode, conv + matmul only)")
 MISMATCH_TOLERANCE = 1e-3
 _CONV_LINEAR = (nn.modules.conv._ConvNd, nn.Linear)
 _FVCORE_CONV_LINEAR = {"conv", "linear", "addmm", "matmul", "mm", "bmm", "einsum"}
@@ -72,20 +79,13 @@ class Profile:
         return dataclasses.asdict(self)
 
     def row(self) -> dict[str, Any]:
-        """The flat columns a results table keeps (nested details become short strings)."""
-        return {
-            "params": self.params,
-            "params_m": self.params_m,
-            "macs_exact": self.macs_exact,
-            "gmacs_exact": self.gmacs_exact,
-            "gmacs_thop": self.gmacs_thop,
-            "gmacs_fvcore": self.gmacs_fvcore,
-            "gflops_torch": self.gflops_torch,
-            "profile_input": "x".join(map(str, self.input_size)),
-            "unpriced_thop": " ".join(self.unpriced["thop"]),
-            "unpriced_fvcore": " ".join(self.unpriced["fvcore"]),
-            "counter_mismatch": " ".join(self.mismatches),
-        }
+        """The flat columns a results table keeps (:data:`COLUMNS`; nested details become
+        short strings)."""
+        text = {"profile_input": "x".join(map(str, self.input_size)),
+                "unpriced_thop": " ".join(self.unpriced["thop"]),
+                "unpriced_fvcore": " ".join(self.unpriced["fvcore"]),
+                "counter_mismatch": " ".join(self.mismatches)}
+        return {c: text[c] if c in text else getattr(self, c) for c in COLUMNS}
 
 
 def profile_model(model: nn.Module, input_size: tuple[int, ...] = (3, 224, 224)) -> Profile:

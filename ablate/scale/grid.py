@@ -23,9 +23,10 @@ from tqdm.auto import tqdm
 
 from .. import runner
 from ..common.faults import fault_point
-from ..common.files import write_text
+from ..common.files import CACHE_DIR, write_text
 from ..data import load_dataset
 from ..experiment import Experiment
+from ..results import ROW_FILE, collect_runs, row_text, run_dir, seed_folder, write_runs
 from .claims import Claim, worker_id
 from .pool import work_pool
 from .storage import Store
@@ -33,11 +34,11 @@ from .storage import Store
 
 def cell_key(variant_id: str, seed: int, key: str) -> str:
     """The claim key of one (variant, seed) cell; the run key makes a changed experiment new."""
-    return f"{variant_id}/seed{seed}/{key}"
+    return f"{variant_id}/{seed_folder(seed)}/{key}"
 
 
 def run_grid(exp: Experiment, store: Store, results_dir: str | Path = "results",
-             progress: bool | None = None, cache_dir: str | Path = ".cache/ablate",
+             progress: bool | None = None, cache_dir: str | Path = CACHE_DIR,
              log: Callable[[str], None] | None = None) -> pd.DataFrame:
     """Run the cells of experiment ``exp`` that no worker of the pool has run; return the runs.
 
@@ -67,9 +68,9 @@ def run_grid(exp: Experiment, store: Store, results_dir: str | Path = "results",
         if data is None:
             data = load_dataset(spec, cache_dir)
         ran[cell] = runner.run_cell(exp, variant, seed, data,
-                                    runner.run_dir(exp_dir, variant, seed), key, progress=False)
+                                    run_dir(exp_dir, variant, seed), key, progress=False)
         fault_point("row-written")
-        return runner.row_text(ran[cell])
+        return row_text(ran[cell])
 
     def finished(cell: str, result: str, kept: bool) -> None:
         variant, seed, _ = cells[cell]
@@ -80,7 +81,7 @@ def run_grid(exp: Experiment, store: Store, results_dir: str | Path = "results",
                 "worker missed its heartbeats)")
 
     while True:
-        planned = runner.planned_runs(exp, runner.collect_runs(exp_dir, exp))
+        planned = runner.planned_runs(exp, collect_runs(exp_dir, exp))
         new = {}
         for v, s in planned:
             key = runner.run_key(v, spec, exp.config, s, exp.profile_size)
@@ -93,8 +94,8 @@ def run_grid(exp: Experiment, store: Store, results_dir: str | Path = "results",
                   finished=finished)
         _write_rows_of_others(exp_dir, claims.all(), cells)
     bar.close()
-    runs = runner.collect_runs(exp_dir, exp, planned)
-    runner.write_runs(exp_dir, runs)
+    runs = collect_runs(exp_dir, exp, planned)
+    write_runs(exp_dir, runs)
     return runs
 
 
@@ -104,6 +105,6 @@ def _write_rows_of_others(exp_dir: Path, held: Mapping[str, Claim],
     for cell, claim in held.items():
         if cell in cells and claim.result:
             variant, seed, key = cells[cell]
-            row_file = runner.run_dir(exp_dir, variant, seed) / "row.json"
+            row_file = run_dir(exp_dir, variant, seed) / ROW_FILE
             if not row_file.is_file() or json.loads(row_file.read_text()).get("run_key") != key:
                 write_text(row_file, claim.result)

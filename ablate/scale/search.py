@@ -18,10 +18,10 @@ How a trial ends (``status`` in ``trials.csv``; only ``ok`` counts towards ``tri
 
 A trial trains its variant through ``ablate.runner.run_cell``, as ``ablate run`` does (same
 folder, resume, row reuse), with the pruner as its ``on_epoch`` hook. Every trial stores its
-result row (the columns of an ablation run, ``ablate.runner.columns()``) as user attributes and in
+result row (the columns of an ablation run, ``ablate.results.columns()``) as user attributes and in
 ``results/<study>/runs/<variant>/seed<k>/``, so the report (``ablate.scale.search_report``) is
-built by the same code as an ablation's, from the ok and failed trials (``stats.summarize``
-accepts no other status); ``trials.csv`` lists every trial.
+built by the same code as an ablation's, from the ok and failed trials (the statuses:
+``ablate.results.STATUSES``); ``trials.csv`` lists every trial.
 """
 
 from __future__ import annotations
@@ -40,8 +40,10 @@ from tqdm.auto import tqdm
 
 from .. import runner
 from ..common.faults import fault_point
+from ..common.files import CACHE_DIR
 from ..data import load_dataset
 from ..models.variant import Variant
+from ..results import OK, PRUNED, SKIPPED, run_dir
 from .claims import Claim, Claims, beating, worker_id
 from .ledger import LOST_ATTR, Ledger, Taken
 from .pool import work_pool
@@ -49,6 +51,7 @@ from .search_spec import OBJECTIVES, SearchSpec, parse_search
 from .storage import Store
 
 _SPEC_ATTR = "ablate:search"
+_OPTUNA_DIRECTIONS = {"max": "maximize", "min": "minimize"}  # our words -> Optuna's
 
 
 def default_storage(name: str, results_dir: str | Path = "results") -> str:
@@ -58,8 +61,9 @@ def default_storage(name: str, results_dir: str | Path = "results") -> str:
 
 def open_study(spec: SearchSpec, store: Store, sampler_seed: int | None = None) -> optuna.Study:
     """Create the study or join it; a study made from other settings is refused."""
+    directions = [_OPTUNA_DIRECTIONS[b] for b in spec.betters]
     study = optuna.create_study(study_name=spec.name, storage=store.optuna,
-                                directions=spec.directions, load_if_exists=True,
+                                directions=directions, load_if_exists=True,
                                 sampler=spec.build_sampler(sampler_seed),
                                 pruner=spec.build_pruner())
     stored = study.user_attrs.get(_SPEC_ATTR)
@@ -69,7 +73,7 @@ def open_study(spec: SearchSpec, store: Store, sampler_seed: int | None = None) 
     before = parse_search(json.loads(stored), spec.name, f"study {spec.name}")
     theirs, ours = before.identity(), spec.identity()
     differ = [k for k in ours if ours[k] != theirs.get(k)]
-    if differ or [d.name.lower() for d in study.directions] != spec.directions:
+    if differ or [d.name.lower() for d in study.directions] != directions:
         raise ValueError(f"study {spec.name!r} in {store} was made with other settings "
                          f"({', '.join(differ) or 'objectives'} differ); give the search another "
                          "study name, or delete the study (optuna delete-study)")
@@ -117,7 +121,7 @@ class _Worker:
 
 
 def run_search(spec: SearchSpec, store: Store, results_dir: str | Path = "results",
-               progress: bool | None = None, cache_dir: str | Path = ".cache/ablate",
+               progress: bool | None = None, cache_dir: str | Path = CACHE_DIR,
                sampler_seed: int | None = None, log: Callable[[str], None] | None = None) -> int:
     """Work on the study until it has ``spec.trials`` complete trials; return how many it has.
 
@@ -215,14 +219,14 @@ def _objective(taken: Taken, worker: _Worker) -> float | list[float]:
     try:
         variant = spec.variant(params)
     except ValueError as exc:
-        _end(trial, None, "skipped", f"invalid variant: {exc}")
+        _end(trial, None, SKIPPED, f"invalid variant: {exc}")
     row = runner.base_row(variant, spec.seed, spec.name, spec.preset, spec.config)
     row["dataset"] = worker.data[0].name
     if spec.budget_gmacs is not None:
         prof = worker.profile(variant)
         if prof["gmacs_thop"] > spec.budget_gmacs:
             row.update(prof)
-            _end(trial, row, "skipped", f"over budget: {prof['gmacs_thop']:.4g} GMACs > "
+            _end(trial, row, SKIPPED, f"over budget: {prof['gmacs_thop']:.4g} GMACs > "
                                         f"budget_gmacs={spec.budget_gmacs:g} (not trained)")
     owner = f"trial {trial.number}"
     lost = None if taken.retry_of is None else f"trial {taken.retry_of}"
@@ -230,16 +234,16 @@ def _objective(taken: Taken, worker: _Worker) -> float | list[float]:
         held = worker.variants.all().get(variant.id)
         done = held is not None and held.state == "done"
         if not (done and held.owner == lost):
-            _end(trial, row, "skipped", f"duplicate: {held.owner if held else 'another trial'} "
+            _end(trial, row, SKIPPED, f"duplicate: {held.owner if held else 'another trial'} "
                                         f"{'ran' if done else 'is running'} this variant")
     with beating(worker.store.heartbeat, (worker.variants, variant.id, owner)):
         row = _train(trial, worker, variant)
         fault_point("row-written")
         _store_row(trial, row)
         worker.variants.finish(variant.id, owner)
-    if row["status"] == "pruned":
+    if row["status"] == PRUNED:
         raise optuna.TrialPruned(row["error"])
-    if row["status"] != "ok":
+    if row["status"] != OK:
         raise _RunFailed(row["error"])
     values = [float(row[OBJECTIVES.get(o).column]) for o in spec.objectives]
     return values[0] if len(values) == 1 else values
@@ -257,7 +261,7 @@ def _train(trial: optuna.Trial, worker: _Worker, variant: Variant) -> dict[str, 
                 raise runner.Pruned(f"pruned after epoch {epoch} of {spec.config.budget_label}: "
                                     f"{spec.metric} {scores[spec.metric]:.4f}")
 
-    out = runner.run_dir(worker.exp_dir, variant, spec.seed)
+    out = run_dir(worker.exp_dir, variant, spec.seed)
     key = runner.run_key(variant, spec.data_spec, spec.config, spec.seed, spec.profile_size)
     return runner.run_cell(spec.experiment, variant, spec.seed, worker.data, out, key,
                            progress=False, retry_failed=True, on_epoch=on_epoch)

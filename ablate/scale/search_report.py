@@ -18,10 +18,22 @@ import pandas as pd
 from optuna.trial import TrialState
 from tabulate import tabulate
 
-from .. import runner
 from ..analysis.report import write_report
-from ..analysis.stats import summarize
+from ..analysis.stats import PARETO_COSTS, summarize
+from ..common.checks import better_word, oriented
 from ..common.files import write_text
+from ..results import (
+    COSTS,
+    FAILED,
+    LOST,
+    OK,
+    PRUNED,
+    RUNNING,
+    SKIPPED,
+    WAITING,
+    columns,
+    write_runs,
+)
 from ..training.convergence import is_converged
 from .ledger import LOST_ATTR, RETRY_HISTORY
 from .search_spec import OBJECTIVES, SearchSpec
@@ -45,15 +57,15 @@ def trials_table(study: optuna.Study, spec: SearchSpec) -> pd.DataFrame:
     rows = []
     for t in trials:
         row = {"trial": t.number, "trial_state": t.state.name,
-               **{c: t.user_attrs.get(c) for c in runner.columns()}}
+               **{c: t.user_attrs.get(c) for c in columns()}}
         history = t.system_attrs.get(RETRY_HISTORY) or []
         row["retry_of"] = history[-1] if history else None
         row.update({f"param_{n}": t.params.get(n) for n in names})
-        unended = {TrialState.RUNNING: "running", TrialState.WAITING: "waiting"}.get(t.state)
+        unended = {TrialState.RUNNING: RUNNING, TrialState.WAITING: WAITING}.get(t.state)
         lost = t.state.is_finished() and (row["status"] is None or t.state == TrialState.FAIL and (
-            LOST_ATTR in t.system_attrs or row["status"] != "failed"))
+            LOST_ATTR in t.system_attrs or row["status"] != FAILED))
         if unended or lost:
-            row["status"] = unended or "lost"
+            row["status"] = unended or LOST
             row["error"] = None
             if lost:
                 again = retried_as.get(t.number)
@@ -67,14 +79,13 @@ def trials_table(study: optuna.Study, spec: SearchSpec) -> pd.DataFrame:
                 except ValueError:
                     pass
         rows.append(row)
-    columns = ["trial", "trial_state", *runner.columns(), "retry_of",
-               *(f"param_{n}" for n in names)]
-    return pd.DataFrame(rows, columns=columns)
+    header = ["trial", "trial_state", *columns(), "retry_of", *(f"param_{n}" for n in names)]
+    return pd.DataFrame(rows, columns=header)
 
 
 def epochs_saved(trials: pd.DataFrame) -> int:
     """Training epochs the pruner saved: asked epochs minus epochs run, over pruned trials."""
-    pruned = trials[trials["status"] == "pruned"]
+    pruned = trials[trials["status"] == PRUNED]
     return int((pd.to_numeric(pruned["epochs"]) - pd.to_numeric(pruned["epochs_run"])).sum())
 
 
@@ -84,8 +95,8 @@ def param_importances(study: optuna.Study, spec: SearchSpec) -> pd.DataFrame:
     ``attrs["notes"]`` keeps Optuna's warnings (e.g. too few trials: importances all equal).
     """
     rows, notes = [], []
-    for i, (name, direction) in enumerate(zip(spec.objectives, spec.directions)):
-        sign = -1.0 if direction == "maximize" else 1.0  # the evaluator looks for low targets
+    for i, (name, better) in enumerate(zip(spec.objectives, spec.betters)):
+        sign = -oriented(better)  # the evaluator looks for low targets
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             scores = optuna.importance.get_param_importances(
@@ -111,27 +122,27 @@ def write_search_report(spec: SearchSpec, store: Store,
     exp_dir.mkdir(parents=True, exist_ok=True)
     study = optuna.load_study(study_name=spec.name, storage=store.optuna)
     table = trials_table(study, spec)
-    runner.write_runs(exp_dir, table, "trials")
+    write_runs(exp_dir, table, "trials")
     (exp_dir / "search.json").write_text(json.dumps(
         {"study": spec.name, "storage": redact(store.url), **spec.identity(),
          "trials": spec.trials, "max_trials": spec.max_trials}, indent=2))
 
     counts = table["status"].value_counts()
-    skipped = table[table["status"] == "skipped"]["error"].fillna("")
+    skipped = table[table["status"] == SKIPPED]["error"].fillna("")
     lines = ["## Search", "",
              f"- Study: `{spec.name}` in `{redact(store.url)}`; sampler {spec.sampler[0]}, "
              f"pruner {spec.pruner[0]}",
              "- Objectives: " + ", ".join(
-                 f"{OBJECTIVES.get(o).direction} {OBJECTIVES.get(o).label} "
-                 f"(`{OBJECTIVES.get(o).column}`)" for o in spec.objectives)
+                 f"{OBJECTIVES.get(o).label} (`{OBJECTIVES.get(o).column}`, "
+                 f"{better_word(OBJECTIVES.get(o).better)} is better)" for o in spec.objectives)
              + f"; costs at {spec.profile_size}x{spec.profile_size}",
-             f"- Trials: {int(counts.get('ok', 0))} complete of {spec.trials} asked; "
-             f"{int(counts.get('pruned', 0))} pruned ({epochs_saved(table)} epochs saved by "
-             f"pruning), {int(counts.get('skipped', 0))} skipped "
+             f"- Trials: {int(counts.get(OK, 0))} complete of {spec.trials} asked; "
+             f"{int(counts.get(PRUNED, 0))} pruned ({epochs_saved(table)} epochs saved by "
+             f"pruning), {int(counts.get(SKIPPED, 0))} skipped "
              f"({int(skipped.str.startswith('over budget').sum())} over budget, "
              f"{int(skipped.str.startswith('duplicate').sum())} duplicates, "
              f"{int(skipped.str.startswith('invalid').sum())} invalid), "
-             f"{int(counts.get('failed', 0))} failed, {int(counts.get('lost', 0))} lost with "
+             f"{int(counts.get(FAILED, 0))} failed, {int(counts.get(LOST, 0))} lost with "
              "their worker (retried)"]
     lines.append(_convergence_line(table))
     if spec.budget_gmacs is not None:
@@ -139,9 +150,9 @@ def write_search_report(spec: SearchSpec, store: Store,
                      "copy of each variant before any training")
     lines += ["- Every trial, with its parameters and why it ended: [trials.csv](trials.csv)", ""]
 
-    runs = table[table["status"].isin(["ok", "failed"])][list(runner.columns())]
+    runs = table[table["status"].isin([OK, FAILED])][list(columns())]
     runs = runs.reset_index(drop=True)
-    ok = runs[runs["status"] == "ok"]
+    ok = runs[runs["status"] == OK]
     title = f"Search report: {spec.name}" + (f": {spec.description}" if spec.description else "")
     path = exp_dir / "report.md"
     if ok.empty:
@@ -149,16 +160,17 @@ def write_search_report(spec: SearchSpec, store: Store,
         path.write_text("\n".join([f"# {title}", "", *lines,
                                    "No complete trial yet: nothing to summarize."]) + "\n")
         return path
+    first = OBJECTIVES.get(spec.metric)
     baseline = spec.baseline.id if (ok["variant"] == spec.baseline.id).any() else \
-        ok.sort_values(OBJECTIVES.get(spec.metric).column, ascending=False)["variant"].iloc[0]
+        ok.sort_values(first.column, ascending=first.better == "min")["variant"].iloc[0]
     lines += _front(study, spec, summarize(runs, baseline, spec.metric))
     lines += _importances(study, spec, exp_dir)
     write_report(exp_dir, runs, baseline, spec.metric, title=title)
-    figure = exp_dir / "plots" / f"{spec.metric}_vs_gmacs.png"
+    figure = exp_dir / "plots" / f"{spec.metric}_vs_{PARETO_COSTS[0]}.png"
     if figure.is_file():
         shutil.copyfile(figure, exp_dir / "pareto.png")
-        label = OBJECTIVES.get(spec.metric).label
-        lines += ["### Pareto plot", "", f"![{label} vs GMACs, Pareto front](pareto.png)", ""]
+        lines += ["### Pareto plot", "", f"![{first.label} vs "
+                  f"{COSTS.get(PARETO_COSTS[0]).label}, Pareto front](pareto.png)", ""]
     reference = f"`{baseline}`" + ("" if baseline == spec.baseline.id else
                                    ", the best trial: the baseline did not complete")
     lines += ["### How the summary below was made", "",
@@ -175,7 +187,7 @@ def write_search_report(spec: SearchSpec, store: Store,
 def _convergence_line(table: pd.DataFrame) -> str:
     """How many complete trials converged, naming those still improving
     (ablate.training.convergence)."""
-    ok = table[table["status"] == "ok"]
+    ok = table[table["status"] == OK]
     if "converged" not in ok.columns or ok.empty:
         return "- Convergence: not recorded"
     still = ok[~ok["converged"].map(is_converged)]
@@ -185,10 +197,6 @@ def _convergence_line(table: pd.DataFrame) -> str:
     names = ", ".join(f"trial {n} (`{v}`)" for n, v in zip(still["trial"], still["variant"]))
     return (f"{line}; **still improving: {names}** — for these the ranking measures training "
             "speed, not architecture")
-
-
-#: The summary column holding the Pareto class against a cost objective.
-_CLASS_COLUMNS = {"gmacs": "pareto_gmacs", "latency": "pareto_latency"}
 
 
 def _front(study: optuna.Study, spec: SearchSpec, summary: pd.DataFrame | None) -> list[str]:
@@ -203,7 +211,7 @@ def _front(study: optuna.Study, spec: SearchSpec, summary: pd.DataFrame | None) 
     rows = [[t.number, f"`{t.user_attrs.get('variant', '')}`",
              *(f"{v:.4f}" for v in t.values)] for t in sorted(best, key=lambda t: t.values[-1])]
     title = "Pareto front" if len(spec.objectives) > 1 else "Best trial"
-    column = next((_CLASS_COLUMNS[o] for o in spec.objectives if o in _CLASS_COLUMNS), None)
+    column = next((f"pareto_{o}" for o in spec.objectives if o in PARETO_COSTS), None)
     note = []
     if column is not None and summary is not None and len(spec.objectives) > 1:
         by_variant = summary.set_index("variant")

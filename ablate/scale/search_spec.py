@@ -14,7 +14,7 @@ space to search instead of variants to enumerate::
       pool: [M, MAM, MAA, AAM]
       width_mult: [0.5, 1.0]       # scales the baseline widths (or widths: [[128,64,32,32], ...])
       skips: [[e2, e3], [e0, e1, e2, e3], none]
-    objectives: dice,gmacs         # a metric, then costs to minimize (gmacs, params, latency)
+    objectives: dice,gmacs         # a metric, then costs (gmacs, params, latency: results.COSTS)
     trials: 8                      # complete trials to reach, over every worker of the study
     budget_gmacs: 5                # optional: skip variants above it, without training them
     pruner: none                   # none | median | hyperband, or {name: median, n_warmup_steps: 1}
@@ -47,9 +47,10 @@ from ..common.checks import is_int, refuse_unknown
 from ..common.registry import Registry
 from ..config import TrainConfig
 from ..data import DataSpec
-from ..evaluation.metrics import METRICS
+from ..evaluation.metrics import DEFAULT_METRIC, METRICS
 from ..experiment import Experiment, ExperimentError, parse_experiment, read_mapping
 from ..models.variant import KNOBS, Variant
+from ..results import COSTS
 
 KEYS = ("study", "description", "dataset", "preset", "train", "seed", "baseline", "space",
         "objectives", "trials", "budget_gmacs", "pruner", "sampler", "storage", "max_trials",
@@ -60,25 +61,25 @@ _MAX_ENUMERATED = 20_000
 
 @dataclass(frozen=True)
 class Objective:
-    """One objective: the result-row column it reads, which way is better, its label."""
+    """One objective: the result-row column it reads, which way is better (``max`` or
+    ``min``), its label."""
 
     column: str
-    direction: str
+    better: str
     label: str
 
 
+#: A metric of ``METRICS`` (the validation score of the last epoch) or a cost of
+#: ``ablate.results.COSTS``, under its registry name.
 OBJECTIVES: Registry = Registry("objective")
-for _metric in METRICS.names():
-    _goal = "maximize" if METRICS.get(_metric).better == "max" else "minimize"
-    OBJECTIVES.register(_metric, help=f"validation {METRICS.get(_metric).label} of the last "
-                                      f"epoch ({_goal})")(
-        Objective(_metric, _goal, METRICS.get(_metric).label))
-OBJECTIVES.register("gmacs", help="1e9 multiply-accumulates (thop) at profile_size (minimize)")(
-    Objective("gmacs_thop", "minimize", "GMACs"))
-OBJECTIVES.register("params", help="parameters, millions (minimize)")(
-    Objective("params_m", "minimize", "Params (M)"))
-OBJECTIVES.register("latency", help="inference latency, ms (minimize)")(
-    Objective("latency_ms", "minimize", "Latency (ms)"))
+for _name in METRICS.names():
+    _m = METRICS.get(_name)
+    OBJECTIVES.register(_name, help=f"validation {_m.label} of the last epoch ({_m.better})")(
+        Objective(_name, _m.better, _m.label))
+for _name in COSTS.names():
+    _c = COSTS.get(_name)
+    OBJECTIVES.register(_name, help=f"{_c.label}: {_c.unit} ({_c.better})")(
+        Objective(_c.column, _c.better, _c.label))
 
 SAMPLERS: Registry = Registry("sampler")
 SAMPLERS.register("tpe", help="TPESampler: Optuna's default, one or several objectives")(
@@ -132,8 +133,9 @@ class SearchSpec:
         return self.objectives[0]
 
     @property
-    def directions(self) -> list[str]:
-        return [OBJECTIVES.get(o).direction for o in self.objectives]
+    def betters(self) -> list[str]:
+        """Which way each objective is better, ``max`` or ``min``."""
+        return [OBJECTIVES.get(o).better for o in self.objectives]
 
     @property
     def data_spec(self) -> DataSpec:
@@ -227,7 +229,7 @@ def parse_search(raw: Mapping[str, Any], default_name: str = "search",
                             "baseline widths)")
     params = tuple(_param(name_, values, fail) for name_, values in space.items())
 
-    objectives = raw.get("objectives", "dice")
+    objectives = raw.get("objectives", DEFAULT_METRIC)
     items = objectives.split(",") if isinstance(objectives, str) else objectives
     if not isinstance(items, list) or not items:
         raise fail("objectives", f"{objectives!r} is not allowed; allowed: a metric and costs, "
@@ -239,7 +241,7 @@ def parse_search(raw: Mapping[str, Any], default_name: str = "search",
     if items[0] not in METRICS or set(items[1:]) & set(METRICS) or len(set(items)) < len(items):
         raise fail("objectives", f"{','.join(items)!r} is not allowed; allowed: one metric "
                                  f"({', '.join(METRICS.names())}) first, then distinct costs "
-                                 "(gmacs, params, latency)")
+                                 f"({', '.join(COSTS.names())})")
 
     trials = _count(raw.get("trials", 20), "trials", fail)
     max_trials = _count(raw.get("max_trials", 10 * trials), "max_trials", fail)

@@ -31,6 +31,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ..common.checks import check_better, oriented
+from ..evaluation.metrics import DEFAULT_METRIC, METRICS
+
 TOLERANCE = 0.01          # projected metric gain over the window, absolute
 LOSS_TOLERANCE = 0.10     # projected training-loss drop over the window, share of the descent
 MIN_WINDOW = 3            # epochs in the window at the least
@@ -66,18 +69,19 @@ def window_start(epochs: int) -> int:
     return epochs - max(MIN_WINDOW, math.ceil(epochs / 3)) + 1
 
 
-def judge(history: Sequence[Mapping[str, float]], metric: str = "dice", better: str = "max",
-          tolerance: float = TOLERANCE, loss_tolerance: float = LOSS_TOLERANCE) -> Convergence:
+def judge(history: Sequence[Mapping[str, float]], metric: str = DEFAULT_METRIC,
+          better: str | None = None, tolerance: float = TOLERANCE,
+          loss_tolerance: float = LOSS_TOLERANCE) -> Convergence:
     """Judge a run from its history (one mapping per epoch with ``epoch``, ``train_loss`` and
-    ``metric``), the whole budget having been run."""
-    if better not in ("max", "min"):
-        raise ValueError(f"better={better!r} is not allowed; allowed: max, min")
+    ``metric``), the whole budget having been run. ``better`` (``max`` or ``min``) defaults to
+    the direction ``metric`` is registered with in ``METRICS``."""
+    better = METRICS.get(metric).better if better is None else check_better(better)
     values = np.array([float(h[metric]) for h in history], dtype=float)
     losses = np.array([float(h["train_loss"]) for h in history], dtype=float)
     epochs = np.array([float(h["epoch"]) for h in history], dtype=float)
     if len(values) == 0:
         return Convergence(False, math.nan, math.nan, math.nan, math.nan, "no epochs run")
-    sign = 1.0 if better == "max" else -1.0
+    sign = oriented(better)
     best = int(np.argmax(sign * values))
     final = values[-1]
     reached = sign * values >= sign * final - 0.05 * abs(final)

@@ -3,15 +3,16 @@
 ``train(variant, data, config, seed)`` returns a ``RunResult`` with the final-epoch validation
 metrics (no model selection on the validation split; the best checkpoint is kept for users), the
 per-epoch history and timings. A non-finite loss or a CUDA out-of-memory ends the run with
-``status="failed"`` and the reason; the caller decides whether to go on.
+status ``failed`` and the reason; the caller decides whether to go on.
 
 Reproducibility: the seed fixes the initial weights (the encoder is built first, so every
 variant with the same encoder starts from the same encoder weights; with ``encoder_init`` they
 are the init's, made once by ``ablate.training.pretrain``), the batch order and the augmentation
 of each epoch. On the CPU the same seed gives identical metrics twice. With
 ``out_dir`` the run writes ``history.csv``, ``samples.png`` and atomic ``checkpoints/last.pt``
-and ``best.pt``; a run started again with the same settings resumes from ``last.pt``. Once the
-run's row is stored, ``drop_resume_state`` turns ``last.pt`` into ``final.pt``, its weights only.
+and ``best.pt`` (the epoch best on the run's ``metric``, in its direction); a run started again
+with the same settings resumes from ``last.pt``. Once the run's row is stored,
+``drop_resume_state`` turns ``last.pt`` into ``final.pt``, its weights only.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import itertools
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,15 +32,17 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..analysis.samples import save_samples
+from ..common.checks import oriented
 from ..common.env import environment, resolve_device
-from ..common.files import atomic_path
+from ..common.files import CACHE_DIR, atomic_path
 from ..config import TrainConfig
 from ..data import BatchLoader, DatasetInfo, DataSpec, Split, load_dataset
 from ..evaluation.evaluate import evaluate
-from ..evaluation.metrics import METRICS
+from ..evaluation.metrics import DEFAULT_METRIC, METRICS
 from ..evaluation.timing import peak_memory_mb, reset_peak_memory
 from ..models.model import build_model
 from ..models.variant import Variant
+from ..results import FAILED, OK
 from .convergence import window_start
 from .pretrain import encoder_state, load_encoder_init
 from .step import build_train_step, train_epoch
@@ -57,7 +61,7 @@ def history_fields() -> tuple[str, ...]:
 class RunResult:
     """What one training run produced. ``metrics`` are the last epoch's validation scores."""
 
-    status: str                      # "ok" or "failed"
+    status: str                      # OK or FAILED (ablate.results.STATUSES)
     error: str = ""
     metrics: dict[str, float] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)
@@ -79,13 +83,16 @@ class _NonFinite(Exception):
 def train(variant: Variant, data: DataSpec | tuple[DatasetInfo, dict[str, Split]],
           config: TrainConfig, seed: int = 0, out_dir: str | Path | None = None,
           resume: bool = True, progress: bool | None = None, on_epoch: EpochHook | None = None,
-          cache_dir: str | Path = ".cache/ablate") -> RunResult:
+          metric: str = DEFAULT_METRIC, cache_dir: str | Path = CACHE_DIR) -> RunResult:
     """Train ``variant`` on ``data`` (a DataSpec, or an already loaded ``(info, splits)``).
 
-    ``on_epoch(epoch, scores)`` is called after each evaluation (e.g. for Optuna pruning); an
-    exception it raises ends the run and propagates. ``progress=None`` shows bars on a terminal.
+    ``metric`` (a name of ``METRICS``) is the score ``best.pt`` and the progress bar follow,
+    in its direction (``val_loss``: the lowest). ``on_epoch(epoch, scores)`` is called after
+    each evaluation (e.g. for Optuna pruning); an exception it raises ends the run and
+    propagates. ``progress=None`` shows bars on a terminal.
     """
     # -- config and device
+    sign = oriented(METRICS.get(metric).better)  # sign * score is larger when better
     device = resolve_device(config.device)
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -119,9 +126,9 @@ def train(variant: Variant, data: DataSpec | tuple[DatasetInfo, dict[str, Split]
 
     identity = {"variant": variant.to_dict(), "config": _identity_config(config), "seed": seed,
                 "dataset": info.name}
-    result = RunResult(status="ok", env=environment(device), info=info, epochs=budget.epochs,
+    result = RunResult(status=OK, env=environment(device), info=info, epochs=budget.epochs,
                        steps=budget.steps)
-    start_epoch, best = 0, -1.0
+    start_epoch, best = 0, -sign * math.inf  # the best score of ``metric`` so far
     last_path = out_dir / "checkpoints" / "last.pt" if out_dir else None
     if resume and last_path is not None and last_path.is_file():
         state = torch.load(last_path, map_location=device, weights_only=True)
@@ -131,6 +138,9 @@ def train(variant: Variant, data: DataSpec | tuple[DatasetInfo, dict[str, Split]
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         start_epoch, best = state["epoch"], state["best"]
+        if state.get("metric", DEFAULT_METRIC) != metric:  # best of another metric: recount
+            best = max((h[metric] for h in state["history"]), key=lambda v: sign * v,
+                       default=best)
         result.history, result.train_time_s = state["history"], state["train_time_s"]
 
     # -- loop
@@ -163,19 +173,20 @@ def train(variant: Variant, data: DataSpec | tuple[DatasetInfo, dict[str, Split]
                    "lr": lr, "time_s": result.train_time_s,
                    "in_window": int(epoch + 1 >= window_start(budget.epochs))}
             result.history.append(row)
-            epochs.set_postfix(loss=f"{train_loss:.4f}", dice=f"{scores['dice']:.4f}")
+            epochs.set_postfix({"loss": f"{train_loss:.4f}", metric: f"{scores[metric]:.4f}"})
+            improved = sign * scores[metric] > sign * best
+            best = scores[metric] if improved else best
             if out_dir is not None:
                 state = {**identity, "model": model.state_dict(),
                          "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                          "scaler": scaler.state_dict(), "epoch": epoch + 1,
-                         "best": max(best, scores["dice"]), "history": result.history,
+                         "metric": metric, "best": best, "history": result.history,
                          "train_time_s": result.train_time_s}
                 _write_history(out_dir / "history.csv", result.history)
-                if scores["dice"] > best:
+                if improved:
                     _atomic_save({**identity, "model": model.state_dict(), "epoch": epoch + 1,
-                                  "dice": scores["dice"]}, out_dir / "checkpoints" / "best.pt")
+                                  metric: scores[metric]}, out_dir / "checkpoints" / "best.pt")
                 _atomic_save(state, last_path)
-            best = max(best, scores["dice"])
             if on_epoch is not None:
                 on_epoch(epoch + 1, scores)
     except _NonFinite as exc:
@@ -232,14 +243,15 @@ def drop_resume_state(out_dir: Path) -> None:
     if not last.is_file():
         return
     state = torch.load(last, map_location="cpu", weights_only=True)
-    resume_only = {"optimizer", "scheduler", "scaler", "best", "history", "train_time_s"}
+    resume_only = {"optimizer", "scheduler", "scaler", "metric", "best", "history",
+                   "train_time_s"}
     _atomic_save({k: v for k, v in state.items() if k not in resume_only},
                  out_dir / "checkpoints" / "final.pt")
     last.unlink()
 
 
 def _failed(result: RunResult, reason: str) -> RunResult:
-    result.status, result.error, result.model = "failed", reason, None
+    result.status, result.error, result.model = FAILED, reason, None
     result.epochs_run = len(result.history)
     return result
 

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ..common.env import resolve_device
-from ..common.files import atomic_path
+from ..common.files import CACHE_DIR, atomic_path
 from ..config import TrainConfig, load_config
 from ..data import BatchLoader, DataSpec, load_dataset
 from ..models.model import build_model
@@ -40,7 +40,7 @@ _VERSION = 1
 
 
 def encoder_state(name: str, encoder: str, image_size: int, in_channels: int = 3,
-                  device: str = "auto", cache_dir: str | Path | None = ".cache/ablate"
+                  device: str = "auto", cache_dir: str | Path | None = CACHE_DIR
                   ) -> dict[str, torch.Tensor]:
     """The encoder state_dict of init ``name`` for ``encoder`` at ``image_size`` (made once).
 

@@ -11,9 +11,7 @@ from ablate.analysis.plots import (
     plot_curves,
     plot_interactions,
     plot_metric_ci,
-    plot_metric_vs_gmacs,
-    plot_metric_vs_latency,
-    plot_metric_vs_params,
+    plot_metric_vs_cost,
     plot_samples,
 )
 from ablate.analysis.stats import summarize
@@ -56,11 +54,11 @@ def assert_figure(paths, stem: str, texts=()) -> str:
 
 def test_dice_vs_gmacs_and_params(tmp_path, summary):
     # Short labels drop the tokens every id shares: "M-k0123", "MAA-k0123", "MAA-k23".
-    text = assert_figure(plot_metric_vs_gmacs(summary, tmp_path), "dice_vs_gmacs",
-                         ["baseline", "Pareto front", "M-k0123", "MAA-k23", "GMACs"])
+    text = assert_figure(plot_metric_vs_cost(summary, "gmacs", tmp_path), "dice_vs_gmacs",
+                         ["baseline", "Pareto front", "M-k0123", "MAA-k23", "GMACs (thop)"])
     assert IDS[0] not in text
-    assert_figure(plot_metric_vs_params(summary, tmp_path), "dice_vs_params",
-                  ["Parameters (M)", "MAA-k0123"])
+    assert_figure(plot_metric_vs_cost(summary, "params", tmp_path), "dice_vs_params",
+                  ["Params (M)", "millions of parameters", "MAA-k0123"])
     # Each variant drawn by its class: the legend names the classes present.
     classes = set(summary["pareto_gmacs"])
     assert classes <= {"optimal", "possibly optimal", "dominated"}
@@ -72,8 +70,8 @@ def test_dice_vs_gmacs_and_params(tmp_path, summary):
 def test_dice_vs_latency_and_interactions(tmp_path, summary):
     timed = summary.assign(latency_ms=[20.0, 18.0, 25.0], pareto_latency=[
         "possibly optimal", "optimal", "dominated"])
-    assert_figure(plot_metric_vs_latency(timed, tmp_path), "dice_vs_latency",
-                  ["Latency (ms per image", "possibly optimal", "dominated (a cheaper"])
+    assert_figure(plot_metric_vs_cost(timed, "latency", tmp_path), "dice_vs_latency",
+                  ["Latency (ms)", "possibly optimal", "dominated (a cheaper"])
     runs = pd.DataFrame([dict(variant=f"{f}-{u}", seed=s, status="ok", fusion=f, upsample=u,
                               dice=0.8 + 0.01 * s + 0.03 * (f == "add"))
                          for f in ("concat", "add") for u in ("bilinear", "nearest", "transpose")
@@ -85,7 +83,7 @@ def test_dice_vs_latency_and_interactions(tmp_path, summary):
 
 def test_dice_vs_gmacs_needs_counts(tmp_path, summary):
     with pytest.raises(ValueError, match="gmacs_thop"):
-        plot_metric_vs_gmacs(summary.assign(gmacs_thop=np.nan), tmp_path)
+        plot_metric_vs_cost(summary.assign(gmacs_thop=np.nan), "gmacs", tmp_path)
 
 
 def test_dice_ci(tmp_path, summary):

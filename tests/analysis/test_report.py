@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ablate.analysis.report import load_runs, write_report
+from ablate.analysis.report import write_report
 from ablate.analysis.stats import COLUMNS, summarize
 from ablate.analysis.tables import format_summary
+from ablate.results import load_runs
 
 DEFINITION = "Dice = 2TP/(2TP+FP+FN) over all validation pixels (micro)"
 UNITS = "GMACs = 1e9 multiply-accumulates (thop), input 1x3x224x224"
@@ -88,7 +89,7 @@ def test_report_holds_setup_table_figures_failures_and_definitions(tmp_path, run
 def test_report_says_which_figures_it_could_not_draw(tmp_path, runs):
     text = write_report(tmp_path, runs.assign(gmacs_thop=np.nan), "r18-M").read_text("utf-8")
     assert text.startswith("# Ablation report: pooling\n")
-    assert "Not drawn: no GMACs in the runs table." in text
+    assert "Not drawn: no `gmacs_thop` in the runs table." in text
     assert "Not drawn: no history.csv found." in text
     assert "Not drawn: no samples.png found." in text
     assert not (tmp_path / "plots" / "dice_vs_gmacs.png").exists()
@@ -130,7 +131,8 @@ def test_report_defines_every_summary_column(tmp_path, runs):
     definitions = text.split("**Summary columns**")[1]
     for column in summary.columns:
         assert f"- `{column}`: " in definitions
-    assert "Not drawn: no latency in the runs table." in text and "## Adaptive seeds" not in text
+    assert "Not drawn: no `latency_ms` in the runs table." in text
+    assert "## Adaptive seeds" not in text
     assert "## Factorial effects" not in text  # one knob varies at most: not a grid
 
 

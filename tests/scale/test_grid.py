@@ -17,6 +17,7 @@ from ablate import runner
 from ablate.common.faults import FAULTS
 from ablate.data import load_dataset
 from ablate.experiment import parse_experiment
+from ablate.results import ROW_FILE, run_dir
 from ablate.scale.grid import cell_key, run_grid
 from ablate.scale.storage import open_store
 
@@ -58,7 +59,7 @@ def test_a_grid_cell_and_ablate_run_share_one_row_through_run_cell(tmp_path, mon
     store = open_store(f"sqlite:///{tmp_path / 'grid.db'}", heartbeat=1, grace=5)
     runs = run_grid(exp, store, results, progress=False, cache_dir=cache, log=logs.append)
     assert cells == [exp.baseline.id] and logs == [f"ran {exp.baseline.id} seed 0: ok"]
-    row_file = runner.run_dir(results / "grid", exp.baseline, 0) / "row.json"
+    row_file = run_dir(results / "grid", exp.baseline, 0) / ROW_FILE
     row = json.loads(row_file.read_text())
     assert (runs["status"] == "ok").all() and list(runs["wall_s"]) == [row["wall_s"]]
 

@@ -21,6 +21,7 @@ import yaml
 from ablate import runner
 from ablate.common.faults import FAULT_ENV, FAULTS
 from ablate.data import load_dataset
+from ablate.results import ROW_FILE, run_dir
 from ablate.scale import search
 from ablate.scale.ledger import Ledger
 from ablate.scale.search import run_search
@@ -96,7 +97,7 @@ def test_a_trial_whose_row_exists_reuses_it_through_run_cell(tmp_path, monkeypat
     spec = parse_search(tiny(objectives="dice", trials=1, space={"pool": ["M"]}))
     first = open_store(f"sqlite:///{tmp_path / 'first.db'}", heartbeat=1, grace=5)
     assert run_search(spec, first, tmp_path, progress=False, sampler_seed=0) == 1
-    row_file = runner.run_dir(tmp_path / "tiny", spec.baseline, 0) / "row.json"
+    row_file = run_dir(tmp_path / "tiny", spec.baseline, 0) / ROW_FILE
     row = json.loads(row_file.read_text())
     cells, run_cell = [], runner.run_cell
 

@@ -9,7 +9,7 @@ import optuna
 import pandas as pd
 import pytest
 
-from ablate.runner import columns
+from ablate.results import columns
 from ablate.scale.search import run_search
 from ablate.scale.search_report import write_search_report
 from ablate.scale.search_spec import parse_search
@@ -40,7 +40,7 @@ def test_tiny_search_writes_trials_table_pareto_plot_and_report(tmp_path, tiny, 
     assert (out / "pareto.png").is_file() and (out / "importances.csv").is_file()
     text = report.read_text()
     for part in ("## Search", "2 complete of 2 asked", "### Pareto front",
-                 "### Parameter importances", "![Dice vs GMACs, Pareto front](pareto.png)",
+                 "### Parameter importances", "![Dice vs GMACs (thop), Pareto front](pareto.png)",
                  "## Results", "(baseline)", "Class with uncertainty",
                  "2 of 2 complete variants ran one seed (seed 0)"):
         assert part in text

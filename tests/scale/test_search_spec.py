@@ -54,6 +54,6 @@ def test_space_choices_are_storable_and_map_to_variants(tiny):
     assert variant.id == "r18-AAM-w8.4.4.4-k23-cat-cv-bil"
     assert spec.baseline_params() is None  # the baseline keeps every skip: not in the space
     assert parse_search(tiny()).baseline_params() == {"pool": "M", "block": "conv"}
-    assert spec.directions == ["maximize", "minimize"]
+    assert spec.betters == ["max", "min"]
     widths = parse_search(tiny(space={"widths": [[16, 8, 8, 8], "8,8,8,8"]}))
     assert widths.space[0].choices == ("16,8,8,8", "8,8,8,8")

@@ -1,5 +1,6 @@
 import math
 
+import pandas as pd
 import pytest
 import torch
 
@@ -137,6 +138,45 @@ def test_resume_matches_uninterrupted(data, tmp_path):
     resumed = train(TINY, data, _cfg(epochs=3), seed=1, out_dir=tmp_path / "b", progress=False)
     assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
     assert resumed.metrics == pytest.approx(full.metrics, abs=1e-6)
+
+
+def test_best_checkpoint_follows_the_metric_and_its_direction(data, tmp_path, monkeypatch):
+    """With ``metric="val_loss"`` best.pt holds the epoch of the lowest val_loss, through a
+    resume too; Dice, scripted to peak at another epoch, is not followed."""
+    scripted = {1: {"val_loss": 0.5, "dice": 0.3}, 2: {"val_loss": 0.2, "dice": 0.1},
+                3: {"val_loss": 0.4, "dice": 0.9}}
+    real, calls = train_module.evaluate, []
+
+    def evaluate_scripted(*args, **kwargs):
+        calls.append(1)
+        return {**real(*args, **kwargs), **scripted[len(calls)]}
+
+    class Stop(Exception):
+        pass
+
+    def interrupt(epoch, scores):
+        if epoch == 2:
+            raise Stop
+
+    monkeypatch.setattr(train_module, "evaluate", evaluate_scripted)
+    with pytest.raises(Stop):
+        train(TINY, data, _cfg(epochs=3), seed=0, out_dir=tmp_path, progress=False,
+              on_epoch=interrupt, metric="val_loss")
+    last = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
+    assert last["metric"] == "val_loss" and last["best"] == 0.2
+    train(TINY, data, _cfg(epochs=3), seed=0, out_dir=tmp_path, progress=False,
+          metric="val_loss")
+    history = pd.read_csv(tmp_path / "history.csv")
+    lowest = int(history.loc[history["val_loss"].idxmin(), "epoch"])
+    best = torch.load(tmp_path / "checkpoints" / "best.pt", weights_only=True)
+    assert list(history["epoch"]) == [1, 2, 3] and lowest == 2
+    assert best["epoch"] == lowest and best["val_loss"] == history["val_loss"].min()
+    assert "dice" not in best
+
+
+def test_an_unknown_metric_is_refused_with_the_allowed_names(data):
+    with pytest.raises(ValueError, match="unknown metric 'dsc'; allowed: dice"):
+        train(TINY, data, _cfg(epochs=1), seed=0, progress=False, metric="dsc")
 
 
 def test_resume_refuses_a_different_run(data, tmp_path):
