@@ -37,3 +37,34 @@ def fake_cell():
         write_row(out, row)
         return row
     return cell
+
+
+@pytest.fixture
+def plugin_sandbox(monkeypatch, tmp_path):
+    """The working directory is ``tmp_path`` (write plugin files there), and every plugin the
+    test imports is forgotten after it: the registries' entries, the plugin modules and
+    ``ablate.common.plugins``' record are put back as they were."""
+    import gc
+    import importlib
+    import sys
+
+    from ablate.common import plugins
+    from ablate.common.registry import Registry
+
+    for name in ("ablate.cli", "ablate.runner", "ablate.scale.search", "ablate.scale.grid",
+                 "ablate.scale.search_report", "ablate.analysis.report", "ablate.models.model",
+                 "ablate.models.profile"):  # their registrations are made before the snapshot
+        importlib.import_module(name)
+    saved = [(r, dict(r._entries), dict(r._help), dict(r._meta))
+             for r in gc.get_objects() if issubclass(type(r), Registry)]
+    monkeypatch.setattr(plugins, "_BY_NAME", {})
+    monkeypatch.setattr(plugins, "_BY_SOURCE", {})
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.chdir(tmp_path)
+    yield tmp_path
+    for registry, entries, help_, meta in saved:
+        registry._entries, registry._help, registry._meta = entries, help_, meta
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None) or ""
+        if file.startswith(str(tmp_path)) or name.startswith("_ablate_plugin_"):
+            del sys.modules[name]
