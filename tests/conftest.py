@@ -68,3 +68,39 @@ def plugin_sandbox(monkeypatch, tmp_path):
         file = getattr(module, "__file__", None) or ""
         if file.startswith(str(tmp_path)) or name.startswith("_ablate_plugin_"):
             del sys.modules[name]
+
+
+#: A plugin with the package's own one-line registrations: a loss and a metric.
+GOOD_PLUGIN = '''"""A test plugin: a loss and a metric."""
+from ablate.evaluation.metrics import register_metric
+from ablate.training.losses import LOSSES, dice
+
+
+@LOSSES.register("plug_dice", tasks="binary, multi-class")
+def plug_dice(num_classes, ignore_index):
+    """soft Dice, from a plugin."""
+    return dice(num_classes, ignore_index)
+
+
+@register_metric("plug_fg", better="max", label="Predicted foreground",
+                 definition="pixels predicted foreground / scored pixels")
+def plug_fg(acc):
+    return (acc.confusion[:, 1:].sum() / acc.confusion.sum()).item()
+'''
+
+
+@pytest.fixture
+def good_plugin(plugin_sandbox):
+    """``goodplug.py`` (``GOOD_PLUGIN``) in the sandbox's working directory; its path."""
+    path = plugin_sandbox / "goodplug.py"
+    path.write_text(GOOD_PLUGIN)
+    return path
+
+
+@pytest.fixture
+def dup_plugin(plugin_sandbox):
+    """``dupplug.py`` in the sandbox's working directory: it registers the loss ``dice`` again."""
+    path = plugin_sandbox / "dupplug.py"
+    path.write_text("from ablate.training.losses import LOSSES, dice\n\n"
+                    "LOSSES.register('dice')(dice)\n")
+    return path

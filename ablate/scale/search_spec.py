@@ -3,6 +3,7 @@
 A search file is an experiment file (dataset, preset, train, baseline, profile_size) with a
 space to search instead of variants to enumerate::
 
+    plugins: [myplug]              # optional: imported first, as in an experiment file
     study: search_quick            # Optuna study name and results/<study>/ (default: file stem)
     description: ...
     dataset: {name: shapes, options: {n_train: 128}}
@@ -26,6 +27,9 @@ space to search instead of variants to enumerate::
 Categorical choices are stored as Optuna-storable values: widths ``"128,64,32,32"``, skips
 ``"e2,e3"`` or ``"none"``, pool orders canonical (``"MAA"``).
 
+The study stores the file (``ablate.scale.search``), plugins included, so a worker joining it
+with ``--study`` imports the same plugins before it takes anything.
+
 Objectives, samplers and pruners are registries (``OBJECTIVES``, ``SAMPLERS``, ``PRUNERS``); an
 unknown name is refused with the allowed ones. Every error names the file and the key.
 """
@@ -48,12 +52,12 @@ from ..common.registry import Registry
 from ..config import TrainConfig
 from ..data import DataSpec
 from ..evaluation.metrics import METRICS
-from ..experiment import Experiment, ExperimentError, parse_experiment, read_mapping
+from ..experiment import Experiment, ExperimentError, import_plugins, parse_experiment, read_mapping
 from ..models.variant import KNOBS, Variant
 
 KEYS = ("study", "description", "dataset", "preset", "train", "seed", "baseline", "space",
         "objectives", "trials", "budget_gmacs", "pruner", "sampler", "storage", "max_trials",
-        "profile_size")
+        "profile_size", "plugins")
 WIDTH_MULT = "width_mult"
 _MAX_ENUMERATED = 20_000
 
@@ -68,11 +72,19 @@ class Objective:
 
 
 OBJECTIVES: Registry = Registry("objective")
-for _metric in METRICS.names():
-    _goal = "maximize" if METRICS.get(_metric).better == "max" else "minimize"
-    OBJECTIVES.register(_metric, help=f"validation {METRICS.get(_metric).label} of the last "
-                                      f"epoch ({_goal})")(
-        Objective(_metric, _goal, METRICS.get(_metric).label))
+
+
+def _metric_objectives() -> None:
+    """Every metric as an objective (again after plugins: a metric registered since counts)."""
+    for metric in METRICS.names():
+        if metric not in OBJECTIVES:
+            goal = "maximize" if METRICS.get(metric).better == "max" else "minimize"
+            OBJECTIVES.register(metric, help=f"validation {METRICS.get(metric).label} of the "
+                                             f"last epoch ({goal})")(
+                Objective(metric, goal, METRICS.get(metric).label))
+
+
+_metric_objectives()
 OBJECTIVES.register("gmacs", help="1e9 multiply-accumulates (thop) at profile_size (minimize)")(
     Objective("gmacs_thop", "minimize", "GMACs"))
 OBJECTIVES.register("params", help="parameters, millions (minimize)")(
@@ -125,6 +137,7 @@ class SearchSpec:
     storage: str | None = None
     profile_size: int = 224
     description: str = ""
+    plugins: tuple[str, ...] = ()  # as given; imported when the file was read
     raw: str = field(default="{}", compare=False, repr=False)  # the file's mapping, as JSON
 
     @property
@@ -164,7 +177,8 @@ class SearchSpec:
         return Experiment(name=self.name, data=self.data, preset=self.preset,
                           config=self.config, seeds=(self.seed,), baseline=self.baseline,
                           variants=(self.baseline,), profile_size=self.profile_size,
-                          metric=self.metric, description=self.description)
+                          metric=self.metric, description=self.description,
+                          plugins=self.plugins)
 
     def build_sampler(self, seed: int | None = None) -> optuna.samplers.BaseSampler:
         """A new Optuna sampler of the file's ``sampler`` (``seed`` unless its options give one)."""
@@ -186,7 +200,7 @@ class SearchSpec:
                 "objectives": list(self.objectives), "budget_gmacs": self.budget_gmacs,
                 "pruner": [self.pruner[0], dict(self.pruner[1])],
                 "sampler": [self.sampler[0], dict(self.sampler[1])],
-                "profile_size": self.profile_size}
+                "profile_size": self.profile_size, "plugins": list(self.plugins)}
 
 
 class SearchError(ExperimentError):
@@ -206,6 +220,8 @@ def parse_search(raw: Mapping[str, Any], default_name: str = "search",
     def fail(key: str, message: str) -> SearchError:
         return SearchError(f"{source}: {key}: {message}")
 
+    plugins = import_plugins(raw, source, SearchError)
+    _metric_objectives()
     refuse_unknown(raw, KEYS, "key", SearchError, prefix=f"{source}: ")
     seed = raw.get("seed", 0)
     if not is_int(seed) or seed < 0:
@@ -264,7 +280,7 @@ def parse_search(raw: Mapping[str, Any], default_name: str = "search",
         baseline=exp.baseline, space=params, objectives=items, trials=trials,
         max_trials=max_trials, budget_gmacs=None if budget is None else float(budget),
         pruner=pruner, sampler=sampler, storage=storage, profile_size=exp.profile_size,
-        description=exp.description,
+        description=exp.description, plugins=plugins,
         raw=json.dumps({k: v for k, v in raw.items() if k != "storage"}, default=str))
     for kind, (key, options), build in (("pruner", pruner, spec.build_pruner),
                                         ("sampler", sampler, spec.build_sampler)):
