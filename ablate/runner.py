@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from .common.env import environment, resolve_device
 from .common.faults import fault_point
 from .common.files import atomic_path, write_text
+from .common.plugins import column as plugins_column
 from .config import TrainConfig
 from .data import DatasetInfo, DataSpec, Split, load_dataset
 from .evaluation.metrics import METRICS, definitions
@@ -59,7 +60,7 @@ def columns() -> tuple[str, ...]:
             "dataset", "image_size", "budget", "epochs", "epochs_run", "steps", "preset", "loss",
             *METRICS.names(), *CONVERGENCE_COLUMNS, *PROFILE_COLUMNS,
             "train_time_s", "train_images_per_s", "latency_ms", "peak_mem_mb", "wall_s",
-            *ENV_COLUMNS, "metric_definition", "counter_units", "run_key")
+            *ENV_COLUMNS, "plugins", "metric_definition", "counter_units", "run_key")
 
 
 def run_dir(exp_dir: Path, variant: Variant | str, seed: int) -> Path:
@@ -115,6 +116,7 @@ def base_row(variant: Variant, seed: int, experiment: str, preset: str,
         loss=config.loss,
         metric_definition=" ".join(f"{k}: {v}" for k, v in definitions().items()),
         counter_units=COUNTER_UNITS,
+        plugins=plugins_column(),  # every plugin this process imported: name==version or hash
     )
     return row
 
