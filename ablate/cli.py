@@ -2,6 +2,10 @@
 
 Bad input (a ValueError, a missing file) prints ``ablate: error: <message>`` and exits 2, with
 no traceback.
+
+``--plugin MODULE`` (repeatable; a module name or a .py path) on the commands that build variants
+or read experiments imports that plugin before the command line is parsed, so the knobs and
+values it registers have their flags (``ablate.common.plugins``).
 """
 
 from __future__ import annotations
@@ -15,10 +19,13 @@ from typing import Any
 
 import yaml
 
+from .common.plugins import load_plugins
 from .models.variant import KNOBS, Variant, list_knobs
 from .scale.storage import DEFAULT_HEARTBEAT_S, open_store, redact
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
+#: The commands that build variants or read experiments: they take ``--plugin``.
+PLUGIN_COMMANDS = ("knobs", "profile", "train", "run", "report", "search", "worker")
 
 
 def _command(name: str):
@@ -26,6 +33,22 @@ def _command(name: str):
         COMMANDS[name] = fn
         return fn
     return deco
+
+
+def _add_plugin_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                        help="import this module (a name on sys.path or a .py file) first; "
+                             "repeatable")
+
+
+def _preload_plugins(argv: list[str]) -> None:
+    """Import the ``--plugin`` modules of a plugin command before the parser is built from the
+    registries, so a knob a plugin registers has its flag."""
+    if not argv or argv[0] not in PLUGIN_COMMANDS:
+        return
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    pre.add_argument("--plugin", action="append", default=[])
+    load_plugins(pre.parse_known_args(argv[1:])[0].plugin)
 
 
 def _add_variant_args(parser: argparse.ArgumentParser) -> None:
@@ -282,6 +305,7 @@ def _add_pool_parsers(sub) -> None:
     workers.add_argument("--experiment", type=Path,
                          help="experiment YAML: run its (variant, seed) cells, each exactly once")
     for parser in (p, workers):
+        _add_plugin_arg(parser)
         parser.add_argument("--storage", help="Optuna storage URL: sqlite:///PATH (default "
                                               "results/<name>/study.db, grid.db for "
                                               "--experiment), journal:PATH, "
@@ -303,6 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("knobs", help="list every knob, its allowed values and default")
     p.add_argument("pattern", nargs="?", help="fnmatch pattern over knob names")
     p.add_argument("--json", action="store_true")
+    _add_plugin_arg(p)
 
     p = sub.add_parser("profile", help="params and MACs of one variant, without training")
     _add_variant_args(p)
@@ -310,6 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-classes", type=int, default=1,
                    help="output channels (default 1: a binary task, as shapes)")
     p.add_argument("--json", action="store_true", help="print the row as one JSON object")
+    _add_plugin_arg(p)
 
     p = sub.add_parser("train", help="train one variant, print its metrics and profile")
     _add_variant_args(p)
@@ -328,6 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile-size", type=int, default=224, help="input side for params/MACs")
     p.add_argument("--out", type=Path, default=Path("results/single"), help="output folder")
     p.add_argument("--json", action="store_true", help="print the result row as one JSON object")
+    _add_plugin_arg(p)
 
     for name, text in (("run", "run experiments: train, evaluate, profile, tables, report"),
                        ("report", "rebuild the tables, plots and report from stored runs")):
@@ -336,6 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--results", type=Path, default=Path("results"), help="results root")
         if name == "run":
             p.add_argument("--retry-failed", action="store_true", help="redo failed runs")
+        _add_plugin_arg(p)
 
     p = sub.add_parser("bench", help="speed: latency, images/s, memory; harness vs a bare loop "
                                      "and smp; cache vs decoding; speed switches")
@@ -363,9 +391,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        _preload_plugins(argv)
+    except ValueError as exc:
+        print(f"ablate: error: --plugin: {exc}", file=sys.stderr)
+        return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        load_plugins(getattr(args, "plugin", []))  # imported above, unless abbreviated
         return COMMANDS[args.command](args)
     except (ValueError, FileNotFoundError) as exc:
         print(f"ablate: error: {exc}", file=sys.stderr)
