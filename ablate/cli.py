@@ -240,7 +240,7 @@ def _search(args: argparse.Namespace) -> int:
     from .scale.search_spec import load_search
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    spec = load_search(args.search)
+    spec = load_search(args.search).with_plugins(args.plugin)  # stored with the study
     url = args.storage or spec.storage or default_storage(spec.name, args.results)
     store = open_store(url, args.heartbeat, args.grace)
     print(f"study {spec.name} in {redact(url)}: {spec.trials} complete trials asked")
@@ -282,7 +282,7 @@ def _worker(args: argparse.Namespace) -> int:
         store = open_store(url, args.heartbeat, args.grace)
         spec = load_study_spec(args.study, store)
     else:
-        spec = load_search(args.search)
+        spec = load_search(args.search).with_plugins(args.plugin)
         url = args.storage or spec.storage or default_storage(spec.name, args.results)
         store = open_store(url, args.heartbeat, args.grace)
     print(f"study {spec.name} in {redact(url)}: {spec.trials} complete trials asked")

@@ -191,6 +191,15 @@ class SearchSpec:
         name, options = self.pruner
         return PRUNERS.get(name)(self.config.epochs, **dict(options))
 
+    def with_plugins(self, names: tuple[str, ...] | list[str]) -> SearchSpec:
+        """The spec with ``names`` (imported already: ``--plugin``) added to its plugins, in the
+        file it stores too, so a worker joining its study with ``--study`` imports them."""
+        plugins = tuple(dict.fromkeys([*self.plugins, *names]))
+        if plugins == self.plugins:
+            return self
+        raw = {**json.loads(self.raw), "plugins": list(plugins)}
+        return dataclasses.replace(self, plugins=plugins, raw=json.dumps(raw, default=str))
+
     def identity(self) -> dict[str, Any]:
         """What must agree between workers of one study (not trials, max_trials, storage)."""
         return {"dataset": self.data.to_dict(), "preset": self.preset,

@@ -328,3 +328,12 @@ def test_a_worker_that_cannot_import_a_plugin_refuses_before_claiming(plugin_san
     for kind in ("slots", "trials", "variants", "meta"):
         assert store.claims(f"search/tiny/{kind}").all() == {}
     assert not (plugin_sandbox / "res").exists()
+
+
+def test_plugins_given_to_ablate_search_reach_workers_joining_its_study(good_plugin, tiny,
+                                                                       fake_training):
+    path, url = good_plugin.parent / "s.yaml", f"sqlite:///{good_plugin.parent / 'study.db'}"
+    path.write_text(yaml.safe_dump(tiny(trials=1)))
+    assert main(["search", str(path), "--plugin", "goodplug.py", "--storage", url,
+                 "--results", "res"]) == 0
+    assert search.load_study_spec("tiny", open_store(url)).plugins == ("goodplug.py",)

@@ -76,3 +76,13 @@ def test_a_bad_plugin_is_refused_with_file_and_key(dup_plugin, tiny):
     with pytest.raises(SearchError, match=r"s.yaml: plugins: plugin 'dupplug': loss 'dice' is "
                                           "already registered"):
         load_search(path)
+
+
+def test_plugins_given_on_the_command_line_are_stored_with_the_file(good_plugin, tiny):
+    spec = parse_search(tiny())
+    assert spec.with_plugins([]) is spec
+    more = spec.with_plugins(["goodplug.py", "goodplug.py"])
+    assert more.plugins == ("goodplug.py",) and yaml.safe_load(more.raw)["plugins"] == \
+        ["goodplug.py"]
+    assert more.identity() == {**spec.identity(), "plugins": ["goodplug.py"]}
+    assert parse_search(yaml.safe_load(more.raw)).plugins == ("goodplug.py",)
