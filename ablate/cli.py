@@ -2,6 +2,10 @@
 
 Bad input (a ValueError, a missing file) prints ``ablate: error: <message>`` and exits 2, with
 no traceback.
+
+``--plugin MODULE`` (repeatable; a module name or a .py path) on the commands that build variants
+or read experiments imports that plugin before the command line is parsed, so the knobs and
+values it registers have their flags (``ablate.common.plugins``).
 """
 
 from __future__ import annotations
@@ -16,10 +20,13 @@ from typing import Any
 import yaml
 
 from .common.markdown import blocks, replace_block, table
+from .common.plugins import load_plugins
 from .models.variant import KNOBS, Variant, list_knobs
 from .scale.storage import DEFAULT_HEARTBEAT_S, open_store, redact
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
+#: The commands that build variants or read experiments: they take ``--plugin``.
+PLUGIN_COMMANDS = ("knobs", "profile", "train", "run", "report", "search", "worker")
 
 
 def _command(name: str):
@@ -27,6 +34,22 @@ def _command(name: str):
         COMMANDS[name] = fn
         return fn
     return deco
+
+
+def _add_plugin_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                        help="import this module (a name on sys.path or a .py file) first; "
+                             "repeatable")
+
+
+def _preload_plugins(argv: list[str]) -> None:
+    """Import the ``--plugin`` modules of a plugin command before the parser is built from the
+    registries, so a knob a plugin registers has its flag."""
+    if not argv or argv[0] not in PLUGIN_COMMANDS:
+        return
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    pre.add_argument("--plugin", action="append", default=[])
+    load_plugins(pre.parse_known_args(argv[1:])[0].plugin)
 
 
 def _add_variant_args(parser: argparse.ArgumentParser) -> None:
@@ -237,7 +260,7 @@ def _search(args: argparse.Namespace) -> int:
     from .scale.search_spec import load_search
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    spec = load_search(args.search)
+    spec = load_search(args.search).with_plugins(args.plugin)  # stored with the study
     url = args.storage or spec.storage or default_storage(spec.name, args.results)
     store = open_store(url, args.heartbeat, args.grace)
     print(f"study {spec.name} in {redact(url)}: {spec.trials} complete trials asked")
@@ -280,7 +303,7 @@ def _worker(args: argparse.Namespace) -> int:
         store = open_store(url, args.heartbeat, args.grace)
         spec = load_study_spec(args.study, store)
     else:
-        spec = load_search(args.search)
+        spec = load_search(args.search).with_plugins(args.plugin)
         url = args.storage or spec.storage or default_storage(spec.name, args.results)
         store = open_store(url, args.heartbeat, args.grace)
     print(f"study {spec.name} in {redact(url)}: {spec.trials} complete trials asked")
@@ -300,54 +323,9 @@ def knobs_markdown() -> str:
     return table(("knob", "default", "allowed", "meaning"), rows)
 
 
-#: Each search-file key's default, allowed values and meaning (keys shared with experiment files
-#: read as there). A key of ``search_spec.KEYS`` missing here fails ``ablate docs``.
-SEARCH_KEY_DOCS: dict[str, tuple[str, str, str]] = {
-    "study": ("the file's stem", "letters, digits, `_`, `-`, `.`",
-              "Optuna study name and `results/<study>/`"),
-    "description": ("empty", "any text", "as in an experiment file"),
-    "dataset": ("`{{name: shapes}}`", "as in an experiment file", "the data"),
-    "preset": ("`quick`", "as in an experiment file", "the training preset"),
-    "train": ("`{{}}`", "as in an experiment file", "overrides of the preset"),
-    "seed": ("`0`", "an integer >= 0", "every trial's training seed, and the sampler's seed"),
-    "baseline": ("`{{}}`", "a mapping of knob values",
-                 "the knobs outside the space; also enqueued as the first trial"),
-    "space": ("required", "a mapping of knob (or `width_mult`) -> non-empty list of choices",
-              "what is searched; parameter names are the knob names; `width_mult` scales the "
-              "baseline widths"),
-    "objectives": ("`dice`", "one metric first, then distinct costs: {objectives}",
-                   "a comma-separated string or a list; several: a Pareto front"),
-    "trials": ("`20`", "an integer >= 1, at most the space's distinct valid variants",
-               "complete trials to reach, over every worker of the study"),
-    "budget_gmacs": ("none", "a number > 0",
-                     "variants above it (thop GMACs) are skipped before any training"),
-    "pruner": ("`none`", "{pruners}, or `{{name: ..., <option>: ...}}`",
-               "prunes on the per-epoch validation metric; single objective only"),
-    "sampler": ("`tpe`", "{samplers}, or `{{name: ..., <option>: ...}}`", "the Optuna sampler"),
-    "storage": ("`sqlite:///results/<study>/study.db`",
-                "`sqlite:///PATH`, `journal:PATH`, `postgresql+psycopg://USER@HOST/DB`",
-                "where the study lives ([storages](search.md#storages))"),
-    "max_trials": ("10 x `trials`", "an integer >= `trials`",
-                   "stop after this many trials in any state"),
-    "profile_size": ("`224`", "an integer >= 1", "square input side for params / MACs, pixels"),
-}
-
-
-def search_keys_markdown() -> str:
-    """The search file's keys (docs/search.md), with the ``OBJECTIVES``, ``SAMPLERS`` and
-    ``PRUNERS`` registries listed after the table."""
-    from .scale.search_spec import KEYS, OBJECTIVES, PRUNERS, SAMPLERS
-
-    if set(KEYS) != set(SEARCH_KEY_DOCS):
-        raise ValueError("SEARCH_KEY_DOCS and search_spec.KEYS differ: "
-                         + ", ".join(sorted(set(KEYS) ^ set(SEARCH_KEY_DOCS))))
-    registries = {"objectives": OBJECTIVES, "samplers": SAMPLERS, "pruners": PRUNERS}
-    lists = {k: ", ".join(f"`{n}`" for n in r.names()) for k, r in registries.items()}
-    rows = [(f"`{k}`", *(text.format(**lists) for text in SEARCH_KEY_DOCS[k])) for k in KEYS]
-    notes = "".join(f"- {kind} `{n}`: {r.help(n)}\n" for kind, r in
-                    (("objective", OBJECTIVES), ("sampler", SAMPLERS), ("pruner", PRUNERS))
-                    for n in r.names())
-    return table(("key", "default", "allowed", "meaning"), rows) + "\n" + notes
+def _search_keys_markdown() -> str:
+    from .scale.search_spec import keys_markdown
+    return keys_markdown()
 
 
 def _metrics_markdown() -> str:
@@ -377,7 +355,7 @@ GENERATED: dict[str, tuple[str, Callable[[], str]]] = {
     "presets": ("training.md", _presets_markdown),
     "experiment-keys": ("experiments.md", _experiment_keys_markdown),
     "train-keys": ("experiments.md", _train_keys_markdown),
-    "search-keys": ("search.md", search_keys_markdown),
+    "search-keys": ("search.md", _search_keys_markdown),
 }
 DOCS_DIR = Path(__file__).resolve().parents[1] / "docs"
 
@@ -428,6 +406,7 @@ def _add_pool_parsers(sub) -> None:
     workers.add_argument("--experiment", type=Path,
                          help="experiment YAML: run its (variant, seed) cells, each exactly once")
     for parser in (p, workers):
+        _add_plugin_arg(parser)
         parser.add_argument("--storage", help="Optuna storage URL: sqlite:///PATH (default "
                                               "results/<name>/study.db, grid.db for "
                                               "--experiment), journal:PATH, "
@@ -449,6 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("knobs", help="list every knob, its allowed values and default")
     p.add_argument("pattern", nargs="?", help="fnmatch pattern over knob names")
     p.add_argument("--json", action="store_true")
+    _add_plugin_arg(p)
 
     p = sub.add_parser("profile", help="params and MACs of one variant, without training")
     _add_variant_args(p)
@@ -458,6 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the row as one JSON object")
     p.add_argument("--diff", metavar="BASELINE_ID", help="also print where the variant's params "
                    "and MACs differ from this baseline variant, module by module")
+    _add_plugin_arg(p)
 
     p = sub.add_parser("train", help="train one variant, print its metrics and profile")
     _add_variant_args(p)
@@ -476,6 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile-size", type=int, default=224, help="input side for params/MACs")
     p.add_argument("--out", type=Path, default=Path("results/single"), help="output folder")
     p.add_argument("--json", action="store_true", help="print the result row as one JSON object")
+    _add_plugin_arg(p)
 
     for name, text in (("run", "run experiments: train, evaluate, profile, tables, report"),
                        ("report", "rebuild the tables, plots and report from stored runs")):
@@ -484,6 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--results", type=Path, default=Path("results"), help="results root")
         if name == "run":
             p.add_argument("--retry-failed", action="store_true", help="redo failed runs")
+        _add_plugin_arg(p)
 
     p = sub.add_parser("bench", help="speed: latency, images/s, memory; harness vs a bare loop "
                                      "and smp; cache vs decoding; speed switches")
@@ -517,9 +500,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        _preload_plugins(argv)
+    except ValueError as exc:
+        print(f"ablate: error: --plugin: {exc}", file=sys.stderr)
+        return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        load_plugins(getattr(args, "plugin", []))  # imported above, unless abbreviated
         return COMMANDS[args.command](args)
     except (ValueError, FileNotFoundError) as exc:
         print(f"ablate: error: {exc}", file=sys.stderr)

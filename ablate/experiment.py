@@ -3,6 +3,7 @@
 An experiment names a dataset, a training preset (with overrides), seeds, a baseline variant and
 the variants to compare, each given as overrides of the baseline, or as a grid over knobs::
 
+    plugins: [myplug, plugins/blocks.py]   # optional: imported first (ablate.common.plugins)
     name: pooling_quick             # results go to results/<name>/ (default: the file's stem)
     description: seed 002, experiment 1
     dataset: {name: shapes, options: {n_train: 256}}   # root: for voc, pets, folder
@@ -18,6 +19,8 @@ the variants to compare, each given as overrides of the baseline, or as a grid o
     metric: dice                    # what the summary compares
 
 Every error names the file, the key and what is allowed. YAML is read with ``safe_load``.
+The plugins are imported before anything else of the file is read, so the knob values, knobs,
+datasets, losses and metrics they register are known to the validation of the rest.
 """
 
 from __future__ import annotations
@@ -32,13 +35,14 @@ import yaml
 
 from .common.checks import is_int, positive_number, refuse_unknown
 from .common.markdown import table
+from .common.plugins import PluginError, load_plugins, plugin_names
 from .config import PRESETS, TrainConfig, load_config
 from .data import DATASETS, DataSpec
 from .evaluation.metrics import DEFAULT_METRIC, METRICS
 from .models.variant import Variant
 
 KEYS = ("name", "description", "dataset", "preset", "train", "seeds", "baseline", "variants",
-        "grid", "profile_size", "metric", "equivalence")
+        "grid", "profile_size", "metric", "equivalence", "plugins")
 
 #: Each key's default, allowed values and meaning, for the generated key table of
 #: docs/experiments.md (``{name}`` fields are filled from the registries the key is checked
@@ -62,6 +66,9 @@ KEY_DOCS: dict[str, tuple[str, str, str]] = {
     "metric": ("`dice`", "{metrics}", "what the summary, verdicts and plots compare"),
     "equivalence": ("`{{}}`", "a mapping of metric -> margin > 0, in the metric's units",
                     "margins of practical equivalence (verdict *equivalent*)"),
+    "plugins": ("`[]`", "a list of module names or `.py` paths",
+                "imported first, before the rest of the file is read: what they register "
+                "(knob values, knobs, datasets, losses, metrics) is then allowed"),
 }
 
 
@@ -107,6 +114,7 @@ class Experiment:
     description: str = ""
     adaptive: AdaptiveSeeds | None = None
     equivalence: tuple[tuple[str, float], ...] = ()  # (metric, margin) pairs
+    plugins: tuple[str, ...] = ()  # as given; imported when the file was read
 
     def runs(self) -> list[tuple[Variant, int]]:
         """Every (variant, seed) cell that may run, seed-major so each seed's comparison
@@ -158,6 +166,7 @@ def parse_experiment(raw: Mapping[str, Any], default_name: str = "experiment",
         except (ValueError, TypeError) as exc:
             raise ExperimentError(f"{source}: {key}: {exc}") from None
 
+    plugins = import_plugins(raw, source, ExperimentError)
     refuse_unknown(raw, KEYS, "key", ExperimentError, prefix=f"{source}: ")
     name = str(raw.get("name") or default_name)
     if not name.replace("_", "").replace("-", "").replace(".", "").isalnum():
@@ -192,7 +201,21 @@ def parse_experiment(raw: Mapping[str, Any], default_name: str = "experiment",
                       baseline=baseline, variants=tuple(dict.fromkeys(variants)),
                       profile_size=profile_size, metric=metric,
                       description=str(raw.get("description", "")), adaptive=adaptive,
-                      equivalence=equivalence)
+                      equivalence=equivalence, plugins=plugins)
+
+
+def import_plugins(raw: Mapping[str, Any], source: str,
+                   error: type[ValueError] = ExperimentError) -> tuple[str, ...]:
+    """Import the plugins a file's ``plugins`` key names (first, before anything else is read);
+    return them as given. Errors name the file, the key, the plugin and the cause."""
+    try:
+        names = plugin_names(raw.get("plugins") or [])
+        load_plugins(names)
+    except PluginError as exc:
+        raise error(f"{source}: plugins: {exc}") from exc
+    except ValueError as exc:
+        raise error(f"{source}: plugins: {exc}") from None
+    return names
 
 
 def keys_markdown() -> str:

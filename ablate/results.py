@@ -97,14 +97,14 @@ def columns() -> tuple[str, ...]:
             "dataset", "image_size", "budget", "epochs", "epochs_run", "steps", "preset", "loss",
             *METRICS.names(), *CONVERGENCE_COLUMNS, *PROFILE_COLUMNS,
             "train_time_s", "train_images_per_s", "latency_ms", "peak_mem_mb", "wall_s",
-            *ENV_COLUMNS, "metric_definition", "counter_units", "run_key")
+            *ENV_COLUMNS, "plugins", "metric_definition", "counter_units", "run_key")
 
 
 #: Text columns of the runs table whose empty cells mean "nothing", not "missing number"; read
 #: back as text (a knob value such as widths "128,64" or pool "M" is never a number).
 TEXT_COLUMNS = ("experiment", "variant", "status", "error", *KNOBS.names(), "dataset", "preset",
-                "budget", "loss", "device", "torch", "git_commit", "metric_definition",
-                "counter_units")
+                "budget", "loss", "device", "torch", "git_commit", "plugins",
+                "metric_definition", "counter_units")
 
 RUNS = "runs"           # the folder of an experiment's run folders
 ROW_FILE = "row.json"   # a run's row, written last

@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from .common.env import environment, resolve_device
 from .common.faults import fault_point
 from .common.files import CACHE_DIR, write_text
+from .common.plugins import column as plugins_column
 from .config import TrainConfig
 from .data import DatasetInfo, DataSpec, Split, load_dataset
 from .evaluation.metrics import DEFAULT_METRIC, METRICS, definitions
@@ -107,6 +108,7 @@ def base_row(variant: Variant, seed: int, experiment: str, preset: str,
         loss=config.loss,
         metric_definition=" ".join(f"{k}: {v}" for k, v in definitions().items()),
         counter_units=COUNTER_UNITS,
+        plugins=plugins_column(),  # every plugin this process imported: name==version or hash
     )
     return row
 

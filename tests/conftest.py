@@ -38,3 +38,70 @@ def fake_cell():
         write_row(out, row)
         return row
     return cell
+
+
+@pytest.fixture
+def plugin_sandbox(monkeypatch, tmp_path):
+    """The working directory is ``tmp_path`` (write plugin files there), and every plugin the
+    test imports is forgotten after it: the registries' entries, the plugin modules and
+    ``ablate.common.plugins``' record are put back as they were."""
+    import gc
+    import importlib
+    import sys
+
+    from ablate.common import plugins
+    from ablate.common.registry import Registry
+
+    for name in ("ablate.cli", "ablate.runner", "ablate.scale.search", "ablate.scale.grid",
+                 "ablate.scale.search_report", "ablate.analysis.report", "ablate.models.model",
+                 "ablate.models.profile"):  # their registrations are made before the snapshot
+        importlib.import_module(name)
+    saved = [(r, dict(r._entries), dict(r._help), dict(r._meta))
+             for r in gc.get_objects() if issubclass(type(r), Registry)]
+    monkeypatch.setattr(plugins, "_BY_NAME", {})
+    monkeypatch.setattr(plugins, "_BY_SOURCE", {})
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.chdir(tmp_path)
+    yield tmp_path
+    for registry, entries, help_, meta in saved:
+        registry._entries, registry._help, registry._meta = entries, help_, meta
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None) or ""
+        if file.startswith(str(tmp_path)) or name.startswith("_ablate_plugin_"):
+            del sys.modules[name]
+
+
+#: A plugin with the package's own one-line registrations: a loss and a metric.
+GOOD_PLUGIN = '''"""A test plugin: a loss and a metric."""
+from ablate.evaluation.metrics import register_metric
+from ablate.training.losses import LOSSES, dice
+
+
+@LOSSES.register("plug_dice", tasks="binary, multi-class")
+def plug_dice(num_classes, ignore_index):
+    """soft Dice, from a plugin."""
+    return dice(num_classes, ignore_index)
+
+
+@register_metric("plug_fg", better="max", label="Predicted foreground",
+                 definition="pixels predicted foreground / scored pixels")
+def plug_fg(acc):
+    return (acc.confusion[:, 1:].sum() / acc.confusion.sum()).item()
+'''
+
+
+@pytest.fixture
+def good_plugin(plugin_sandbox):
+    """``goodplug.py`` (``GOOD_PLUGIN``) in the sandbox's working directory; its path."""
+    path = plugin_sandbox / "goodplug.py"
+    path.write_text(GOOD_PLUGIN)
+    return path
+
+
+@pytest.fixture
+def dup_plugin(plugin_sandbox):
+    """``dupplug.py`` in the sandbox's working directory: it registers the loss ``dice`` again."""
+    path = plugin_sandbox / "dupplug.py"
+    path.write_text("from ablate.training.losses import LOSSES, dice\n\n"
+                    "LOSSES.register('dice')(dice)\n")
+    return path

@@ -4,7 +4,11 @@ import sys
 
 import pytest
 
-from ablate.cli import main
+from ablate import cli
+from ablate.cli import PLUGIN_COMMANDS, build_parser, main
+from ablate.common.plugins import loaded
+from ablate.evaluation.metrics import METRICS
+from ablate.training.losses import LOSSES
 
 
 def test_knobs_lists_every_knob(capsys):
@@ -76,3 +80,40 @@ def test_worker_needs_exactly_one_thing_to_work_on(capsys):
     assert main(["worker"]) == 2
     assert "give one of: a search file, --study NAME, or --experiment FILE" in \
         capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", PLUGIN_COMMANDS)
+def test_every_command_that_builds_variants_or_reads_files_takes_plugins(command):
+    given = {"run": ["e.yaml"], "report": ["e.yaml"], "search": ["s.yaml"]}.get(command, [])
+    args = build_parser().parse_args([command, *given, "--plugin", "a", "--plugin", "b.py"])
+    assert args.plugin == ["a", "b.py"]
+
+
+@pytest.mark.parametrize("command", [["knobs"], ["profile", "--input-size", "32"],
+                                     ["report", "e.yaml"], ["worker", "--study", "s"]])
+@pytest.mark.parametrize("files, plugin, message", [
+    ({}, "nowhere", "--plugin: plugin 'nowhere': not found: no module named 'nowhere'"),
+    ({"boom.py": "import os\nraise RuntimeError('no GPU here')\n"}, "boom.py",
+     "--plugin: plugin 'boom.py': error inside the module ({dir}/boom.py, line 2): "
+     "RuntimeError: no GPU here"),
+    ({"dupplug.py": "from ablate.training.losses import LOSSES, dice\n\n"
+                    "LOSSES.register('dice')(dice)\n"}, "dupplug",
+     "--plugin: plugin 'dupplug': loss 'dice' is already registered ({dir}/dupplug.py, line 3)"),
+])
+def test_a_broken_plugin_exits_2_naming_the_module_and_the_name(plugin_sandbox, capsys, command,
+                                                                 files, plugin, message):
+    for name, text in files.items():
+        (plugin_sandbox / name).write_text(text)
+    assert main([*command, "--plugin", plugin]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ablate: error: ") and message.format(dir=plugin_sandbox) in err
+    assert "Traceback" not in err
+
+
+def test_plugins_are_imported_before_the_command_line_is_read(good_plugin, monkeypatch, capsys):
+    """Before the parser is built from the registries: a plugin's knob would have its flag."""
+    seen, build = [], cli.build_parser
+    monkeypatch.setattr(cli, "build_parser", lambda: seen.append(loaded()) or build())
+    assert main(["knobs", "--plugin", "goodplug.py", "--plugin", "goodplug", "pool"]) == 0
+    assert seen == [loaded()] and [i.name for i in loaded()] == ["goodplug.py"]  # once
+    assert "plug_dice" in LOSSES and "plug_fg" in METRICS

@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 from scipy import stats
 
 from ablate.config import load_config
@@ -127,6 +128,28 @@ def test_adaptive_seeds_and_equivalence_margins():
 def test_bad_experiments_name_file_key_and_allowed(extra, pattern):
     with pytest.raises(ExperimentError, match=pattern):
         parse_experiment(_raw(**extra), source="src.yaml")
+
+
+def test_plugins_are_imported_before_the_rest_is_validated(good_plugin):
+    path = good_plugin.parent / "e.yaml"  # the plugin's loss and metric are known to it
+    path.write_text(yaml.safe_dump(_raw(plugins=["goodplug.py"], train={"loss": "plug_dice"},
+                                        metric="plug_fg", equivalence={"plug_fg": 0.01})))
+    exp = load_experiment(path)
+    assert exp.plugins == ("goodplug.py",) and exp.metric == "plug_fg"
+    assert exp.config.loss == "plug_dice" and exp.margins() == {"plug_fg": 0.01}
+    assert parse_experiment(_raw(plugins=["goodplug"])).plugins == ("goodplug",)  # no re-import
+
+
+@pytest.mark.parametrize("plugins, pattern", [
+    ("goodplug", r"e.yaml: plugins: 'goodplug' is not allowed; allowed: a list of module names"),
+    (["dupplug.py"], r"e.yaml: plugins: plugin 'dupplug.py': loss 'dice' is already registered"),
+    (["nowhere"], r"e.yaml: plugins: plugin 'nowhere': not found: no module named 'nowhere'"),
+])
+def test_bad_plugins_name_file_key_plugin_and_cause(dup_plugin, plugins, pattern):
+    path = dup_plugin.parent / "e.yaml"
+    path.write_text(yaml.safe_dump(_raw(plugins=plugins)))
+    with pytest.raises(ExperimentError, match=pattern):
+        load_experiment(path)
 
 
 def test_file_errors(tmp_path):

@@ -1,3 +1,4 @@
+import hashlib
 import json
 import os
 import signal
@@ -13,13 +14,15 @@ import torch
 from ablate.analysis.report import write_report
 from ablate.analysis.stats import summarize
 from ablate.cli import main
+from ablate.common.plugins import load_plugins
+from ablate.config import load_config
 from ablate.data import BatchLoader, DataSpec, load_dataset
 from ablate.evaluation.evaluate import evaluate
 from ablate.experiment import parse_experiment
 from ablate.models.model import build_model
 from ablate.models.variant import Variant
 from ablate.results import collect_runs, columns, run_dir
-from ablate.runner import data_spec, planned_runs, run_experiment, run_key
+from ablate.runner import base_row, data_spec, planned_runs, run_experiment, run_key
 
 REPO = Path(__file__).resolve().parent.parent
 EXP = """\
@@ -224,6 +227,32 @@ def test_a_registered_metric_reaches_history_row_summary_and_report(workdir, for
     assert "Foreground share" in report and "predicted foreground pixels" in report
     assert "fg_share" in (exp_dir / "summary.md").read_text() or "Foreground share" in (
         exp_dir / "summary.md").read_text()
+
+
+def test_every_row_names_the_plugins_its_process_imported(good_plugin):
+    def row():
+        return base_row(Variant(), 0, "e", "quick", load_config("quick"))
+
+    assert row()["plugins"] == "" and "plugins" in columns()
+    load_plugins(["goodplug"])
+    digest = hashlib.sha256(good_plugin.read_bytes()).hexdigest()[:12]
+    assert row()["plugins"] == f"goodplug@sha256:{digest}"
+
+
+@pytest.mark.slow
+def test_a_plugin_s_loss_and_metric_are_used_by_ablate_run(good_plugin):
+    """An experiment file names its plugin; nothing else is needed for its loss and metric."""
+    path = _write(good_plugin.parent)
+    text = path.read_text().replace("encoder_init: null}", "encoder_init: null, loss: plug_dice}")
+    text = text.replace("seeds: [0, 1]", "seeds: [0]")
+    path.write_text(f"plugins: [{good_plugin.name}]\n{text}metric: plug_fg\n")
+    assert main(["run", str(path), "--results", "res"]) == 0
+    runs = pd.read_csv(good_plugin.parent / "res" / "tiny" / "runs.csv")
+    digest = hashlib.sha256(good_plugin.read_bytes()).hexdigest()[:12]
+    assert (runs.plugins == f"goodplug.py@sha256:{digest}").all() and len(runs) == 2
+    assert (runs.status == "ok").all() and (runs.loss == "plug_dice").all()
+    assert runs.plug_fg.between(0, 1).all()
+    assert "Predicted foreground" in (good_plugin.parent / "res/tiny/report.md").read_text()
 
 
 @pytest.mark.slow

@@ -3,6 +3,12 @@
 A registry maps a name to a function (a builder). Registering is a decorator; an unknown name
 raises a ``ValueError`` that names the registry and lists what exists; a duplicate name raises
 instead of silently replacing the first.
+
+A refused registration raises a :class:`RegistrationError` (a ``ValueError``) that carries the
+registry's ``kind`` and the entry's ``name``, so a caller importing user code
+(``ablate.common.plugins``) can say which module tried to register what: ``DuplicateName``
+here, ``ChangesExistingModels`` from a registry that checks an entry against what exists (a
+knob whose default would change existing variants).
 """
 
 from __future__ import annotations
@@ -13,6 +19,25 @@ from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+
+
+class RegistrationError(ValueError):
+    """A registration a registry refuses; ``kind`` and ``name`` say which entry."""
+
+    def __init__(self, kind: str, name: str, message: str) -> None:
+        super().__init__(message)
+        self.kind, self.name = kind, name
+
+
+class DuplicateName(RegistrationError):
+    """The name is registered already (entries are never silently replaced)."""
+
+
+class ChangesExistingModels(RegistrationError):
+    """The entry would change what existing names build: e.g. a new knob whose default is not
+    today's behaviour, so every existing variant id would build another model. Raise it from
+    the registering function, e.g.
+    ``raise ChangesExistingModels("knob", name, f"knob {name!r}: its default ...")``."""
 
 
 def _natural_key(name: str) -> list:
@@ -44,7 +69,8 @@ class Registry(Generic[T]):
 
         def deco(obj: T) -> T:
             if name in self._entries:
-                raise ValueError(f"{self.kind} {name!r} is already registered")
+                raise DuplicateName(self.kind, name,
+                                    f"{self.kind} {name!r} is already registered")
             self._entries[name] = obj
             doc = help if help is not None else (getattr(obj, "__doc__", None) or "")
             self._help[name] = doc.strip().splitlines()[0].rstrip(".") if doc.strip() else ""

@@ -3,6 +3,7 @@
 A search file is an experiment file (dataset, preset, train, baseline, profile_size) with a
 space to search instead of variants to enumerate::
 
+    plugins: [myplug]              # optional: imported first, as in an experiment file
     study: search_quick            # Optuna study name and results/<study>/ (default: file stem)
     description: ...
     dataset: {name: shapes, options: {n_train: 128}}
@@ -26,6 +27,9 @@ space to search instead of variants to enumerate::
 Categorical choices are stored as Optuna-storable values: widths ``"128,64,32,32"``, skips
 ``"e2,e3"`` or ``"none"``, pool orders canonical (``"MAA"``).
 
+The study stores the file (``ablate.scale.search``), plugins included, so a worker joining it
+with ``--study`` imports the same plugins before it takes anything.
+
 Objectives, samplers and pruners are registries (``OBJECTIVES``, ``SAMPLERS``, ``PRUNERS``); an
 unknown name is refused with the allowed ones. Every error names the file and the key.
 """
@@ -44,17 +48,18 @@ from typing import Any
 import optuna
 
 from ..common.checks import is_int, refuse_unknown
+from ..common.markdown import table
 from ..common.registry import Registry
 from ..config import TrainConfig
 from ..data import DataSpec
 from ..evaluation.metrics import DEFAULT_METRIC, METRICS
-from ..experiment import Experiment, ExperimentError, parse_experiment, read_mapping
+from ..experiment import Experiment, ExperimentError, import_plugins, parse_experiment, read_mapping
 from ..models.variant import KNOBS, Variant
 from ..results import COSTS
 
 KEYS = ("study", "description", "dataset", "preset", "train", "seed", "baseline", "space",
         "objectives", "trials", "budget_gmacs", "pruner", "sampler", "storage", "max_trials",
-        "profile_size")
+        "profile_size", "plugins")
 WIDTH_MULT = "width_mult"
 _MAX_ENUMERATED = 20_000
 
@@ -72,10 +77,19 @@ class Objective:
 #: A metric of ``METRICS`` (the validation score of the last epoch) or a cost of
 #: ``ablate.results.COSTS``, under its registry name.
 OBJECTIVES: Registry = Registry("objective")
-for _name in METRICS.names():
-    _m = METRICS.get(_name)
-    OBJECTIVES.register(_name, help=f"validation {_m.label} of the last epoch ({_m.better})")(
-        Objective(_name, _m.better, _m.label))
+
+
+def _metric_objectives() -> None:
+    """Every metric as an objective (again after plugins: a metric registered since counts)."""
+    for name in METRICS.names():
+        if name not in OBJECTIVES:
+            metric = METRICS.get(name)
+            OBJECTIVES.register(name, help=f"validation {metric.label} of the last epoch "
+                                           f"({metric.better})")(
+                Objective(name, metric.better, metric.label))
+
+
+_metric_objectives()
 for _name in COSTS.names():
     _c = COSTS.get(_name)
     OBJECTIVES.register(_name, help=f"{_c.label}: {_c.unit} ({_c.better})")(
@@ -126,6 +140,7 @@ class SearchSpec:
     storage: str | None = None
     profile_size: int = 224
     description: str = ""
+    plugins: tuple[str, ...] = ()  # as given; imported when the file was read
     raw: str = field(default="{}", compare=False, repr=False)  # the file's mapping, as JSON
 
     @property
@@ -166,7 +181,8 @@ class SearchSpec:
         return Experiment(name=self.name, data=self.data, preset=self.preset,
                           config=self.config, seeds=(self.seed,), baseline=self.baseline,
                           variants=(self.baseline,), profile_size=self.profile_size,
-                          metric=self.metric, description=self.description)
+                          metric=self.metric, description=self.description,
+                          plugins=self.plugins)
 
     def build_sampler(self, seed: int | None = None) -> optuna.samplers.BaseSampler:
         """A new Optuna sampler of the file's ``sampler`` (``seed`` unless its options give one)."""
@@ -179,6 +195,15 @@ class SearchSpec:
         name, options = self.pruner
         return PRUNERS.get(name)(self.config.epochs, **dict(options))
 
+    def with_plugins(self, names: tuple[str, ...] | list[str]) -> SearchSpec:
+        """The spec with ``names`` (imported already: ``--plugin``) added to its plugins, in the
+        file it stores too, so a worker joining its study with ``--study`` imports them."""
+        plugins = tuple(dict.fromkeys([*self.plugins, *names]))
+        if plugins == self.plugins:
+            return self
+        raw = {**json.loads(self.raw), "plugins": list(plugins)}
+        return dataclasses.replace(self, plugins=plugins, raw=json.dumps(raw, default=str))
+
     def identity(self) -> dict[str, Any]:
         """What must agree between workers of one study (not trials, max_trials, storage)."""
         return {"dataset": self.data.to_dict(), "preset": self.preset,
@@ -188,7 +213,7 @@ class SearchSpec:
                 "objectives": list(self.objectives), "budget_gmacs": self.budget_gmacs,
                 "pruner": [self.pruner[0], dict(self.pruner[1])],
                 "sampler": [self.sampler[0], dict(self.sampler[1])],
-                "profile_size": self.profile_size}
+                "profile_size": self.profile_size, "plugins": list(self.plugins)}
 
 
 class SearchError(ExperimentError):
@@ -208,6 +233,8 @@ def parse_search(raw: Mapping[str, Any], default_name: str = "search",
     def fail(key: str, message: str) -> SearchError:
         return SearchError(f"{source}: {key}: {message}")
 
+    plugins = import_plugins(raw, source, SearchError)
+    _metric_objectives()
     refuse_unknown(raw, KEYS, "key", SearchError, prefix=f"{source}: ")
     seed = raw.get("seed", 0)
     if not is_int(seed) or seed < 0:
@@ -266,7 +293,7 @@ def parse_search(raw: Mapping[str, Any], default_name: str = "search",
         baseline=exp.baseline, space=params, objectives=items, trials=trials,
         max_trials=max_trials, budget_gmacs=None if budget is None else float(budget),
         pruner=pruner, sampler=sampler, storage=storage, profile_size=exp.profile_size,
-        description=exp.description,
+        description=exp.description, plugins=plugins,
         raw=json.dumps({k: v for k, v in raw.items() if k != "storage"}, default=str))
     for kind, (key, options), build in (("pruner", pruner, spec.build_pruner),
                                         ("sampler", sampler, spec.build_sampler)):
@@ -343,3 +370,53 @@ def _count_variants(spec: SearchSpec) -> tuple[int | None, str]:
         except ValueError as exc:
             first_error = first_error or str(exc)
     return len(ids), first_error
+
+
+#: Each search-file key's default, allowed values and meaning (keys shared with experiment files
+#: read as there). A key of ``KEYS`` missing here fails ``ablate docs``.
+KEY_DOCS: dict[str, tuple[str, str, str]] = {
+    "study": ("the file's stem", "letters, digits, `_`, `-`, `.`",
+              "Optuna study name and `results/<study>/`"),
+    "description": ("empty", "any text", "as in an experiment file"),
+    "dataset": ("`{{name: shapes}}`", "as in an experiment file", "the data"),
+    "preset": ("`quick`", "as in an experiment file", "the training preset"),
+    "train": ("`{{}}`", "as in an experiment file", "overrides of the preset"),
+    "seed": ("`0`", "an integer >= 0", "every trial's training seed, and the sampler's seed"),
+    "baseline": ("`{{}}`", "a mapping of knob values",
+                 "the knobs outside the space; also enqueued as the first trial"),
+    "space": ("required", "a mapping of knob (or `width_mult`) -> non-empty list of choices",
+              "what is searched; parameter names are the knob names; `width_mult` scales the "
+              "baseline widths"),
+    "objectives": ("`dice`", "one metric first, then distinct costs: {objectives}",
+                   "a comma-separated string or a list; several: a Pareto front"),
+    "trials": ("`20`", "an integer >= 1, at most the space's distinct valid variants",
+               "complete trials to reach, over every worker of the study"),
+    "budget_gmacs": ("none", "a number > 0",
+                     "variants above it (thop GMACs) are skipped before any training"),
+    "pruner": ("`none`", "{pruners}, or `{{name: ..., <option>: ...}}`",
+               "prunes on the per-epoch validation metric; single objective only"),
+    "sampler": ("`tpe`", "{samplers}, or `{{name: ..., <option>: ...}}`", "the Optuna sampler"),
+    "storage": ("`sqlite:///results/<study>/study.db`",
+                "`sqlite:///PATH`, `journal:PATH`, `postgresql+psycopg://USER@HOST/DB`",
+                "where the study lives ([storages](search.md#storages))"),
+    "max_trials": ("10 x `trials`", "an integer >= `trials`",
+                   "stop after this many trials in any state"),
+    "profile_size": ("`224`", "an integer >= 1", "square input side for params / MACs, pixels"),
+    "plugins": ("`[]`", "as in an experiment file",
+                "imported first; stored with the study, so joining workers import them too"),
+}
+
+
+def keys_markdown() -> str:
+    """The search file's keys (docs/search.md), with the ``OBJECTIVES``, ``SAMPLERS`` and
+    ``PRUNERS`` registries listed after the table."""
+    if set(KEYS) != set(KEY_DOCS):
+        raise ValueError("KEY_DOCS and KEYS differ: "
+                         + ", ".join(sorted(set(KEYS) ^ set(KEY_DOCS))))
+    registries = {"objectives": OBJECTIVES, "samplers": SAMPLERS, "pruners": PRUNERS}
+    lists = {k: ", ".join(f"`{n}`" for n in r.names()) for k, r in registries.items()}
+    rows = [(f"`{k}`", *(text.format(**lists) for text in KEY_DOCS[k])) for k in KEYS]
+    notes = "".join(f"- {kind} `{n}`: {r.help(n)}\n" for kind, r in
+                    (("objective", OBJECTIVES), ("sampler", SAMPLERS), ("pruner", PRUNERS))
+                    for n in r.names())
+    return table(("key", "default", "allowed", "meaning"), rows) + "\n" + notes

@@ -1,6 +1,6 @@
 import pytest
 
-from ablate.common.registry import Registry
+from ablate.common.registry import DuplicateName, Registry
 
 
 def test_register_get_and_natural_order():
@@ -25,6 +25,9 @@ def test_duplicate_name_raises():
     reg.register("dice")(lambda: None)
     with pytest.raises(ValueError, match="already registered"):
         reg.register("dice")(lambda: None)
+    with pytest.raises(DuplicateName) as err:  # which registry and name, for plugin errors
+        reg.register("dice")(lambda: None)
+    assert (err.value.kind, err.value.name) == ("loss", "dice")
 
 
 def test_help_is_first_docstring_line():

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from ablate import runner
+from ablate.cli import main
 from ablate.common.faults import FAULTS
 from ablate.data import load_dataset
 from ablate.experiment import parse_experiment
@@ -156,3 +157,16 @@ def test_adaptive_seeds_in_a_pool_run_each_added_cell_exactly_once(tmp_path, mon
     assert len(planned) > 12 and len(planned) < 24  # rounds were added, not every seed
     for runs in results.values():
         assert sorted(zip(runs["variant"], runs["seed"])) == sorted(ran)
+
+
+def test_a_grid_worker_that_cannot_import_a_plugin_refuses_before_claiming(dup_plugin, tiny,
+                                                                          capsys):
+    exp = dup_plugin.parent / "grid.yaml"
+    exp.write_text(yaml.safe_dump({"name": "grid", "plugins": [dup_plugin.name],
+                                   "dataset": tiny()["dataset"], "train": tiny()["train"],
+                                   "baseline": {"widths": [16, 8, 8, 8]}}))
+    url = f"sqlite:///{dup_plugin.parent / 'grid.db'}"
+    assert main(["worker", "--experiment", str(exp), "--storage", url]) == 2
+    err = capsys.readouterr().err
+    assert f"{exp}: plugins: plugin 'dupplug.py': loss 'dice' is already registered" in err
+    assert not (dup_plugin.parent / "grid.db").exists()  # no store opened, nothing claimed

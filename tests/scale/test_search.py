@@ -5,6 +5,7 @@ no trial taken twice by racing workers, no password in any output."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -19,6 +20,7 @@ import pytest
 import yaml
 
 from ablate import runner
+from ablate.cli import main
 from ablate.common.faults import FAULT_ENV, FAULTS
 from ablate.data import load_dataset
 from ablate.results import ROW_FILE, run_dir
@@ -296,3 +298,45 @@ def test_two_workers_on_postgresql_and_no_password_in_any_output(tmp_path, postg
     texts = [*outs, *(p.read_text(errors="ignore") for p in (tmp_path / "results").rglob("*")
                       if p.is_file() and p.suffix in (".md", ".csv", ".json", ".tex"))]
     assert not [t for t in texts if "s3cret-pw" in t]
+
+
+def _study_made_elsewhere(url: str, raw: dict) -> None:
+    """A study as ``ablate search`` on another machine leaves it: its file stored, and nothing
+    of it imported here."""
+    study = optuna.create_study(study_name=raw["study"], storage=open_store(url).optuna,
+                                directions=["maximize", "minimize"])
+    study.set_user_attr(search._SPEC_ATTR, json.dumps(raw))
+
+
+def test_a_worker_joining_a_study_imports_its_plugins(good_plugin, tiny, fake_training):
+    url = f"sqlite:///{good_plugin.parent / 'study.db'}"
+    _study_made_elsewhere(url, tiny(plugins=[good_plugin.name], objectives="plug_fg,gmacs"))
+    assert main(["worker", "--study", "tiny", "--storage", url, "--results", "res"]) == 0
+    trials = optuna.load_study(study_name="tiny", storage=open_store(url).optuna).trials
+    digest = hashlib.sha256(good_plugin.read_bytes()).hexdigest()[:12]
+    assert sum(t.state.name == "COMPLETE" for t in trials) == 2  # and a duplicate, skipped
+    assert {t.user_attrs["plugins"] for t in trials} == {f"goodplug.py@sha256:{digest}"}
+    assert sum(fake_training().values()) == 2  # plug_fg, the plugin's metric, was the objective
+
+
+def test_a_worker_that_cannot_import_a_plugin_refuses_before_claiming(plugin_sandbox, tiny,
+                                                                     capsys):
+    url = f"sqlite:///{plugin_sandbox / 'study.db'}"
+    _study_made_elsewhere(url, tiny(plugins=["plugin_not_here"]))
+    assert main(["worker", "--study", "tiny", "--storage", url, "--results", "res"]) == 2
+    assert "ablate: error: study tiny: plugins: plugin 'plugin_not_here': not found" in \
+        capsys.readouterr().err
+    store = open_store(url)
+    assert optuna.load_study(study_name="tiny", storage=store.optuna).trials == []
+    for kind in ("slots", "trials", "variants", "meta"):
+        assert store.claims(f"search/tiny/{kind}").all() == {}
+    assert not (plugin_sandbox / "res").exists()
+
+
+def test_plugins_given_to_ablate_search_reach_workers_joining_its_study(good_plugin, tiny,
+                                                                       fake_training):
+    path, url = good_plugin.parent / "s.yaml", f"sqlite:///{good_plugin.parent / 'study.db'}"
+    path.write_text(yaml.safe_dump(tiny(trials=1)))
+    assert main(["search", str(path), "--plugin", "goodplug.py", "--storage", url,
+                 "--results", "res"]) == 0
+    assert search.load_study_spec("tiny", open_store(url)).plugins == ("goodplug.py",)

@@ -57,3 +57,32 @@ def test_space_choices_are_storable_and_map_to_variants(tiny):
     assert spec.betters == ["max", "min"]
     widths = parse_search(tiny(space={"widths": [[16, 8, 8, 8], "8,8,8,8"]}))
     assert widths.space[0].choices == ("16,8,8,8", "8,8,8,8")
+
+
+def test_plugins_are_imported_first_and_kept(good_plugin, tiny):
+    path = good_plugin.parent / "s.yaml"  # a plugin's metric is an objective, its loss known
+    path.write_text(yaml.safe_dump(tiny(plugins=["goodplug.py"], objectives="plug_fg,gmacs",
+                                        train={**tiny()["train"], "loss": "plug_dice"})))
+    spec = load_search(path)
+    assert spec.plugins == ("goodplug.py",) and spec.experiment.plugins == spec.plugins
+    assert spec.directions == ["maximize", "minimize"] and spec.config.loss == "plug_dice"
+    assert spec.identity()["plugins"] == ["goodplug.py"]  # a joining worker must agree
+    assert yaml.safe_load(spec.raw)["plugins"] == ["goodplug.py"]  # what the study stores
+
+
+def test_a_bad_plugin_is_refused_with_file_and_key(dup_plugin, tiny):
+    path = dup_plugin.parent / "s.yaml"
+    path.write_text(yaml.safe_dump(tiny(plugins=["dupplug"])))
+    with pytest.raises(SearchError, match=r"s.yaml: plugins: plugin 'dupplug': loss 'dice' is "
+                                          "already registered"):
+        load_search(path)
+
+
+def test_plugins_given_on_the_command_line_are_stored_with_the_file(good_plugin, tiny):
+    spec = parse_search(tiny())
+    assert spec.with_plugins([]) is spec
+    more = spec.with_plugins(["goodplug.py", "goodplug.py"])
+    assert more.plugins == ("goodplug.py",) and yaml.safe_load(more.raw)["plugins"] == \
+        ["goodplug.py"]
+    assert more.identity() == {**spec.identity(), "plugins": ["goodplug.py"]}
+    assert parse_search(yaml.safe_load(more.raw)).plugins == ("goodplug.py",)
