@@ -65,7 +65,7 @@ def test_plugins_are_imported_first_and_kept(good_plugin, tiny):
                                         train={**tiny()["train"], "loss": "plug_dice"})))
     spec = load_search(path)
     assert spec.plugins == ("goodplug.py",) and spec.experiment.plugins == spec.plugins
-    assert spec.directions == ["maximize", "minimize"] and spec.config.loss == "plug_dice"
+    assert spec.betters == ["max", "min"] and spec.config.loss == "plug_dice"
     assert spec.identity()["plugins"] == ["goodplug.py"]  # a joining worker must agree
     assert yaml.safe_load(spec.raw)["plugins"] == ["goodplug.py"]  # what the study stores
 
