@@ -27,11 +27,11 @@ class SegmentationModel(nn.Module):
         super().__init__()
         self.variant = variant
         self.num_classes = num_classes
-        self.encoder = build_encoder(variant.encoder, in_channels, variant.pool,
-                                     variant.pretrained)
+        # each knob reaches the builder its registration names (``Knob.reaches``)
+        encoder_knobs = variant.reaching("encoder")
+        self.encoder = build_encoder(encoder_knobs.pop("encoder"), in_channels, **encoder_knobs)
         contract = Contract(self.encoder.out_channels, self.encoder.strides)
-        self.decoder = UNetDecoder(contract, variant.widths, variant.skips, variant.block,
-                                   variant.upsample, variant.fusion)
+        self.decoder = UNetDecoder(contract, **variant.reaching("decoder"))
         self.head = nn.Conv2d(self.decoder.out_channels, num_classes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -135,6 +135,17 @@ def profile_model(model: nn.Module, input_size: tuple[int, ...] = (3, 224, 224))
     )
 
 
+def exact_macs(model: nn.Module, input_size: tuple[int, ...] = (3, 224, 224)) -> int:
+    """``macs_exact`` alone (conv / transposed conv / linear MACs from layer shapes, one input of
+    ``input_size``), from one forward of an eval-mode deep copy; no other counter runs."""
+    net = copy.deepcopy(model).eval()
+    ref = next(net.parameters(), None)
+    x = torch.zeros((1, *(int(s) for s in input_size)),
+                    device=ref.device if ref is not None else "cpu")
+    with torch.no_grad():
+        return _trace(net, x)[0]
+
+
 def _layer_macs(module: nn.Module, inp: torch.Tensor, out: torch.Tensor) -> int:
     """Multiply-accumulates of one conv / transposed conv / linear call, from shapes alone."""
     if isinstance(module, nn.Linear):
