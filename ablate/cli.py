@@ -107,6 +107,8 @@ def _profile(args: argparse.Namespace) -> int:
     print(f"GMACs thop    {prof.gmacs_thop:.4f}  (+ BN, avg-pool, nn.Upsample)")
     print(f"GMACs fvcore  {prof.gmacs_fvcore:.4f}  (+ BN, interpolation)")
     print(f"GFLOPs torch  {prof.gflops_torch:.4f}  (FlopCounterMode, 2 FLOPs per MAC)")
+    if prof.note:
+        print(f"note          {prof.note}")
     for name, ops in prof.unpriced.items():
         print(f"not priced by {name:<7} {', '.join(ops) or '-'}")
     if prof.mismatches:

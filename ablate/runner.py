@@ -47,7 +47,7 @@ COUNTER_UNITS = ("gmacs_* = 1e9 multiply-accumulates per image at profile_input 
                  "1e9 FLOPs (2 per MAC, torch FlopCounterMode, conv + matmul only)")
 PROFILE_COLUMNS = ("params", "params_m", "macs_exact", "gmacs_exact", "gmacs_thop",
                    "gmacs_fvcore", "gflops_torch", "profile_input", "unpriced_thop",
-                   "unpriced_fvcore", "counter_mismatch")
+                   "unpriced_fvcore", "counter_mismatch", "profile_note")
 ENV_COLUMNS = ("device", "python", "torch", "torchvision", "thop", "fvcore", "numpy", "pandas",
                "optuna", "git_commit")
 
@@ -313,7 +313,8 @@ def collect_runs(exp_dir: Path, exp: Experiment,
         out = run_dir(exp_dir, variant, seed)
         if not (out / "row.json").is_file():
             continue
-        row = read_row(out)
+        # knob columns the row predates (knobs added since, at their defaults) come from the id
+        row = {**variant.columns(), **read_row(out)}
         if row.get("status") == "ok" and (out / "history.csv").is_file():
             history = pd.read_csv(out / "history.csv").to_dict("records")
             row.update(judge(history, exp.metric, METRICS.get(exp.metric).better).row())

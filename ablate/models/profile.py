@@ -22,6 +22,9 @@ linear MACs differ from ``macs_exact`` by more than 0.1 %.
 
 The model is deep-copied and the copy profiled in eval mode, so the caller's model, its
 state_dict, BN statistics and outputs are untouched (thop attaches hooks and attributes).
+``params`` counts every parameter; ``params_unrun`` those of modules the profiled forward never
+called, and ``note`` says why (the model's ``profile_note``, e.g. deep supervision's training-only
+heads) or, for a model without one, that they exist.
 """
 
 from __future__ import annotations
@@ -67,6 +70,8 @@ class Profile:
     extra_gmacs: dict[str, dict[str, float]]
     unpriced: dict[str, tuple[str, ...]]
     mismatches: tuple[str, ...]
+    params_unrun: int = 0
+    note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -85,6 +90,7 @@ class Profile:
             "unpriced_thop": " ".join(self.unpriced["thop"]),
             "unpriced_fvcore": " ".join(self.unpriced["fvcore"]),
             "counter_mismatch": " ".join(self.mismatches),
+            "profile_note": self.note,
         }
 
 
@@ -108,7 +114,7 @@ def profile_model(model: nn.Module, input_size: tuple[int, ...] = (3, 224, 224))
                     dtype=ref.dtype if floating else torch.float32)
 
     with torch.no_grad():
-        exact, ops_by_owner = _trace(net, x)
+        exact, ops_by_owner, unrun = _trace(net, x)
         thop_total, thop_conv, thop_extra, thop_unpriced = _thop(net, x, ops_by_owner)
         fv_total, fv_conv, fv_extra, fv_unpriced = _fvcore(net, x)
         torch_flops, torch_conv, torch_unpriced = _torch_counter(net, x, ops_by_owner)
@@ -132,6 +138,9 @@ def profile_model(model: nn.Module, input_size: tuple[int, ...] = (3, 224, 224))
         extra_gmacs={"thop": thop_extra, "fvcore": fv_extra},
         unpriced={"thop": thop_unpriced, "fvcore": fv_unpriced, "torch": torch_unpriced},
         mismatches=mismatches,
+        params_unrun=unrun,
+        note=getattr(model, "profile_note", "") or (
+            f"{unrun} params in modules the profiled forward never called" if unrun else ""),
     )
 
 
@@ -174,13 +183,16 @@ class _OpRecorder(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def _trace(net: nn.Module, x: torch.Tensor) -> tuple[int, Counter]:
-    """One forward: exact conv/linear MACs from module hooks, and the aten ops per owning module."""
+def _trace(net: nn.Module, x: torch.Tensor) -> tuple[int, Counter, int]:
+    """One forward: exact conv/linear MACs from module hooks, the aten ops per owning module, and
+    the params of modules never called."""
     stack: list[nn.Module] = []
     exact = 0
+    called: set[int] = set()
 
     def push(module, args):
         stack.append(module)
+        called.add(id(module))
 
     def pop(module, args, out):
         nonlocal exact
@@ -199,7 +211,9 @@ def _trace(net: nn.Module, x: torch.Tensor) -> tuple[int, Counter]:
     finally:
         for h in handles:
             h.remove()
-    return exact, recorder.ops
+    owned = {id(p): (m, p) for m in net.modules() for p in m.parameters(recurse=False)}
+    unrun = sum(p.numel() for m, p in owned.values() if id(m) not in called)
+    return exact, recorder.ops, unrun
 
 
 def _thop(net: nn.Module, x: torch.Tensor, ops_by_owner: Counter):

@@ -47,7 +47,7 @@ from typing import Any
 
 from ..common.checks import not_allowed, refuse_unknown, to_int
 from ..common.registry import Registry
-from .decoder import BLOCKS, FUSIONS, UPSAMPLES
+from .decoder import ATTENTIONS, BLOCKS, FUSIONS, UPSAMPLES
 from .encoders import (
     ENCODERS,
     POOLS,
@@ -61,6 +61,7 @@ from .encoders import (
     is_weights_file,
     list_encoders,
 )
+from .layers import ACTS, NORMS
 
 #: The ``skips`` value "every skip of the encoder that the decoder's stages reach" (resolved when
 #: a variant is made: e0..e3 for a ResNet with four or five stages).
@@ -214,7 +215,7 @@ def flag(name: str, token: str, help: str, reaches: str = "decoder") -> Knob:
     return Knob(name, help, "off or on", parse, lambda v: token if v else "", untoken,
                 default=False, reaches=reaches, text=lambda v: "on" if v else "off",
                 levels=lambda: (False, True),
-                choices=lambda: ["off (no token): the default", f"on ({token})"])
+                choices=lambda: ["off (no token): the default", f"on ({token}): see above"])
 
 
 def _parse_encoder(value: Any) -> str:
@@ -553,3 +554,15 @@ register_knob(Knob(
     "for ResNets (e.g. IMAGENET1K_V1), a timm pretrained tag for timm-* (e.g. ra_in1k)",
     _parse_pretrained, _pretrained_token, _untoken_pretrained, default=None, reaches="encoder",
     listed_at_default=True))
+register_knob(categorical("norm", NORMS, "normalisation in the decoder: its blocks and the add "
+                          "fusion's projection (the encoder keeps its own)", "bn"))
+register_knob(categorical("act", ACTS, "activation in the decoder blocks (the encoder keeps its "
+                          "own)", "relu"))
+register_knob(categorical("attention", ATTENTIONS, "attention in the decoder stages", "none"))
+register_knob(flag(
+    "deep_supervision", "dsv",
+    "on: a 1x1 auxiliary head on every decoder stage but the last; the training loss is the "
+    "weighted sum over the heads, weights halving per stage from the final head (nnU-Net's "
+    "1, 1/2, 1/4, ...) normalised to sum 1 (4 stages: 8/15, 4/15, 2/15, 1/15), every head's "
+    "logits upsampled to the input; evaluation, latency and the profile use the final head "
+    "alone (the auxiliary heads' params are counted)", reaches="head"))

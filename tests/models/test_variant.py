@@ -31,8 +31,12 @@ def _one_of_each():
     base = Variant()
     out = [base]
     out += [base.replace(encoder=row["encoder"], skips="all") for row in list_encoders()]
-    for name in ("fusion", "block", "upsample"):
-        out += [base.replace(**{name: v}) for v in KNOBS.get(name).values]
+    for name in KNOBS.names():  # every value of every knob with finitely many
+        levels = KNOBS.get(name).levels
+        out += [base.replace(**{name: v}) for v in (levels() if levels else ())]
+    out += [base.replace(pool="MAA", norm="none", act="silu", attention="gate",
+                         deep_supervision=True, pretrained="IMAGENET1K_V1"),
+            base.replace(norm="gn", deep_supervision="on")]
     out += [base.replace(pool=p) for p in ("A", "S", "MAM", "MAA", "AAM", "SSSS", "MMMM", "AS")]
     out += [base.replace(skips=s) for s in ("none", "e3", "23", "0123", "013")]
     out += [base.replace(widths=w, skips="none") for w in ((8,), (8, 8), (8, 8, 8, 8, 8))]
@@ -98,7 +102,8 @@ def test_frozen():
 def test_list_knobs_covers_every_field():
     rows = list_knobs()
     assert [r["knob"] for r in rows] == ["encoder", "pool", "widths", "skips", "fusion", "block",
-                                         "upsample", "pretrained"]
+                                         "upsample", "pretrained", "norm", "act", "attention",
+                                         "deep_supervision"]
     by_name = {r["knob"]: r for r in rows}
     assert by_name["pool"]["default"] == "M"
     assert "dsconv" in by_name["block"]["allowed"] and "transpose" in by_name["upsample"]["allowed"]
@@ -268,3 +273,25 @@ def test_variant_is_a_frozen_hashable_value():
         v.widths = (8,)
     with pytest.raises(AttributeError, match="no knob 'colour'"):
         _ = v.colour
+
+
+def test_decoder_axes_tokens_and_defaults():
+    """The new knobs add no token at their defaults (ids, run keys of today's models unchanged);
+    each other value has its own token, in KNOBS order after the weights."""
+    base = Variant()
+    assert base.norm == "bn" and base.act == "relu" and base.attention == "none"
+    assert base.deep_supervision is False
+    assert set(base.to_dict()) == {"encoder", "pool", "widths", "skips", "fusion", "block",
+                                   "upsample", "pretrained"}
+    tokens = {("norm", "gn"): "gn", ("norm", "in"): "in", ("norm", "none"): "nx",
+              ("act", "gelu"): "gelu", ("act", "silu"): "silu", ("attention", "scse"): "scse",
+              ("attention", "gate"): "ag", ("deep_supervision", True): "dsv"}
+    for (name, value), token in tokens.items():
+        v = base.replace(**{name: value})
+        assert v.id == f"{base.id}-{token}" and Variant.from_id(v.id) == v
+    v = base.replace(norm="gn", act="gelu", attention="scse", deep_supervision=True)
+    assert v.id == base.id + "-gn-gelu-scse-dsv"
+    assert v.columns() == {**base.columns(), "norm": "gn", "act": "gelu",
+                           "attention": "scse", "deep_supervision": "on"}
+    with pytest.raises(ValueError, match="token 'gn' is not read by any knob"):
+        Variant.from_id(base.id + "-gelu-gn")  # out of KNOBS order
