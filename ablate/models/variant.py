@@ -23,6 +23,12 @@ then one token per knob NOT at its default, in ``KNOBS`` order; at their default
 add nothing, so ids made before they existed are unchanged:
 
     pt...          pretrained: the weights name, or ``ptf`` + a hash of the file path
+    gn / in / nx   norm in the decoder: GroupNorm / InstanceNorm / none (default bn)
+    gelu / silu    act in the decoder (default relu)
+    scse / ag      attention: smp's scSE / Attention U-Net's gate on the skips (default none)
+    dsv            deep_supervision on (default off)
+
+e.g. ``r18-M-w256.128.64.32-k0123-cat-cv-bil-gn-silu-ag-dsv``.
 
 Once one knob has no token at its default, every knob registered after it must have none either
 (a token at the default would change every existing id), and its tokens must not be readable by
