@@ -57,7 +57,8 @@ def _add_variant_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--variant", help="a variant id, e.g. r18-MAA-w128.64.32.32-k23-cat-ds-bil")
     group.add_argument("--variant-file", type=Path, help="YAML mapping of knob values")
     for name in KNOBS.names():
-        group.add_argument(f"--{name}", default=None, help=KNOBS.get(name).allowed)
+        spellings = dict.fromkeys((f"--{name}", f"--{name.replace('_', '-')}"))
+        group.add_argument(*spellings, dest=name, default=None, help=KNOBS.get(name).allowed)
 
 
 def variant_from_args(args: argparse.Namespace) -> Variant:
@@ -100,9 +101,13 @@ def _knobs(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     for row in rows:
-        print(f"{row['knob']}  (default: {row['default']})\n    {row['help']}\n"
-              f"    allowed: {row['allowed']}")
-        for line in row["choices"] if row["knob"] == "encoder" else ():
+        print(f"{row['knob']}  (default: {row['default']}; reaches the {row['reaches']})\n"
+              f"    {row['help']}")
+        if row["choices"] and KNOBS.get(row["knob"]).values is not None:
+            print("    allowed (id token):")  # each value explained on its line
+        else:
+            print(f"    allowed: {row['allowed']}")
+        for line in row["choices"]:
             print(f"      {line}")
     return 0
 
@@ -129,6 +134,8 @@ def _profile(args: argparse.Namespace) -> int:
     print(f"GMACs thop    {prof.gmacs_thop:.4f}  (+ BN, avg-pool, nn.Upsample)")
     print(f"GMACs fvcore  {prof.gmacs_fvcore:.4f}  (+ BN, interpolation)")
     print(f"GFLOPs torch  {prof.gflops_torch:.4f}  (FlopCounterMode, 2 FLOPs per MAC)")
+    if prof.note:
+        print(f"note          {prof.note}")
     for name, ops in prof.unpriced.items():
         print(f"not priced by {name:<7} {', '.join(ops) or '-'}")
     if prof.mismatches:

@@ -103,7 +103,7 @@ def columns() -> tuple[str, ...]:
 #: Text columns of the runs table whose empty cells mean "nothing", not "missing number"; read
 #: back as text (a knob value such as widths "128,64" or pool "M" is never a number).
 TEXT_COLUMNS = ("experiment", "variant", "status", "error", *KNOBS.names(), "dataset", "preset",
-                "budget", "loss", "device", "torch", "git_commit", "plugins",
+                "budget", "loss", "device", "torch", "git_commit", "plugins", "profile_note",
                 "metric_definition", "counter_units")
 
 RUNS = "runs"           # the folder of an experiment's run folders
@@ -151,7 +151,8 @@ def collect_runs(exp_dir: Path, exp: Experiment,
         out = run_dir(exp_dir, variant, seed)
         if not (out / ROW_FILE).is_file():
             continue
-        row = read_row(out)
+        # knob columns the row predates (knobs added since, at their defaults) come from the id
+        row = {**variant.columns(), **read_row(out)}
         if row.get("status") == OK and (out / "history.csv").is_file():
             history = pd.read_csv(out / "history.csv").to_dict("records")
             row.update(judge(history, exp.metric, METRICS.get(exp.metric).better).row())

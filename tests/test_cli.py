@@ -117,3 +117,18 @@ def test_plugins_are_imported_before_the_command_line_is_read(good_plugin, monke
     assert main(["knobs", "--plugin", "goodplug.py", "--plugin", "goodplug", "pool"]) == 0
     assert seen == [loaded()] and [i.name for i in loaded()] == ["goodplug.py"]  # once
     assert "plug_dice" in LOSSES and "plug_fg" in METRICS
+
+
+def test_decoder_axes_on_the_command_line(capsys):
+    args = ["profile", "--norm", "gn", "--act", "silu", "--attention", "scse",
+            "--deep-supervision", "on", "--widths", "16,8", "--input-size", "64", "--json"]
+    assert main(args) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["variant"] == "r18-M-w16.8-k23-cat-cv-bil-gn-silu-scse-dsv"
+    assert row["profile_note"].startswith("deep supervision: 1 auxiliary 1x1 heads")
+    assert main(["knobs", "norm"]) == 0
+    out = capsys.readouterr().out
+    assert "gn (gn): GroupNorm, groups = the largest divisor of the width not above 32" in out
+    assert "none (nx): no normalisation; the convolutions keep their bias" in out
+    assert main(["profile", "--attention", "cbam"]) == 2
+    assert "attention='cbam' is not allowed; allowed: gate, none, scse" in capsys.readouterr().err

@@ -319,3 +319,17 @@ def test_analysis_keys_do_not_change_run_keys(adaptive_raw):
                 for v, s in exp.runs()[:8]] == [
             run_key(v, data_spec(listed), listed.config, s, listed.profile_size)
             for v, s in listed.runs()[:8]]
+
+
+def test_rows_stored_before_a_knob_existed_get_its_default_column(tmp_path):
+    """A stored row.json without a knob added since (the run key, and so the run, unchanged)
+    is collected with that knob's default in its column."""
+    exp = parse_experiment({"name": "old", "seeds": [0]})
+    variant = exp.baseline
+    out = run_dir(tmp_path, variant, 0)
+    out.mkdir(parents=True)
+    stored = {k: v for k, v in variant.columns().items() if k not in ("norm", "attention")}
+    (out / "row.json").write_text(json.dumps({"variant": variant.id, "seed": 0,
+                                              "status": "failed", **stored}))
+    runs = collect_runs(tmp_path, exp)
+    assert runs.loc[0, "norm"] == "bn" and runs.loc[0, "attention"] == "none"

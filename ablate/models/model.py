@@ -21,26 +21,56 @@ class SegmentationModel(nn.Module):
     back. When the decoder stops above full resolution (``decoder.output_stride > 1``: fewer
     stages than the encoder's strides allow) the head's logits are bilinearly upsampled to the
     input size.
+
+    Deep supervision (``variant.deep_supervision``): a 1x1 auxiliary head on every decoder stage
+    but the last (which has the main head). In training mode the forward returns a tuple of
+    logits, the main head's first, then the stages upward from the last (each coarser one
+    next), every one bilinearly upsampled to the input size; the training loss weights them
+    (``ablate.training.losses.deep_supervision_weights``). In eval mode it returns the main
+    head's logits alone, so evaluation, latency and the profile see the final head only.
     """
 
     def __init__(self, variant: Variant, num_classes: int, in_channels: int = 3) -> None:
         super().__init__()
         self.variant = variant
         self.num_classes = num_classes
-        self.encoder = build_encoder(variant.encoder, in_channels, variant.pool,
-                                     variant.pretrained)
+        # each knob reaches the builder its registration names (``Knob.reaches``)
+        encoder_knobs = variant.reaching("encoder")
+        self.encoder = build_encoder(encoder_knobs.pop("encoder"), in_channels, **encoder_knobs)
         contract = Contract(self.encoder.out_channels, self.encoder.strides)
-        self.decoder = UNetDecoder(contract, variant.widths, variant.skips, variant.block,
-                                   variant.upsample, variant.fusion)
+        self.decoder = UNetDecoder(contract, **variant.reaching("decoder"))
         self.head = nn.Conv2d(self.decoder.out_channels, num_classes, 1)
+        heads = variant.reaching("head")
+        # absent, a plain None attribute: no state_dict key of today's models moves
+        self.aux_heads = (nn.ModuleList(nn.Conv2d(w, num_classes, 1) for w in variant.widths[:-1])
+                          if heads["deep_supervision"] else None)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def profile_note(self) -> str:
+        """What a profile of this model (eval mode, one forward) leaves out."""
+        if not self.aux_heads:
+            return ""
+        params = sum(p.numel() for p in self.aux_heads.parameters())
+        return (f"deep supervision: {len(self.aux_heads)} auxiliary 1x1 heads ({params} params, "
+                "counted) run in training only; MACs and latency are of the final head alone")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
         h, w = x.shape[-2:]
         stride = self.encoder.output_stride
         pad_h, pad_w = -h % stride, -w % stride
         if pad_h or pad_w:
             x = F.pad(x, (0, pad_w, 0, pad_h))
-        logits = self.head(self.decoder(self.encoder(x)))
+        features = self.encoder(x)
+        if self.aux_heads and self.training:
+            stages = self.decoder(features, every_stage=True)
+            logits = [self.head(stages[-1])]
+            logits += [head(s) for head, s in zip(reversed(self.aux_heads), stages[-2::-1])]
+            return tuple(self._to_input(out, x, h, w) for out in logits)
+        return self._to_input(self.head(self.decoder(features)), x, h, w)
+
+    @staticmethod
+    def _to_input(logits: torch.Tensor, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        """Logits at the (padded) input's size, cropped to the original ``h`` x ``w``."""
         if logits.shape[-2:] != x.shape[-2:]:
             logits = F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
         return logits[..., :h, :w]

@@ -22,6 +22,9 @@ linear MACs differ from ``macs_exact`` by more than 0.1 %.
 
 The model is deep-copied and the copy profiled in eval mode, so the caller's model, its
 state_dict, BN statistics and outputs are untouched (thop attaches hooks and attributes).
+``params`` counts every parameter; ``params_unrun`` those of modules the profiled forward never
+called, and ``note`` says why (the model's ``profile_note``, e.g. deep supervision's training-only
+heads) or, for a model without one, that they exist.
 """
 
 from __future__ import annotations
@@ -42,7 +45,8 @@ from ..common.checks import not_allowed
 
 #: Result-row columns :meth:`Profile.row` fills, in order.
 COLUMNS = ("params", "params_m", "macs_exact", "gmacs_exact", "gmacs_thop", "gmacs_fvcore",
-           "gflops_torch", "profile_input", "unpriced_thop", "unpriced_fvcore", "counter_mismatch")
+           "gflops_torch", "profile_input", "unpriced_thop", "unpriced_fvcore", "counter_mismatch",
+           "profile_note")
 #: The units of the counters' columns, stored with every result row (``counter_units``).
 COUNTER_UNITS = ("gmacs_* = 1e9 multiply-accumulates per image at profile_input (thop, fvcore: "
                  "one MAC = one 'flop'; exact: conv + linear from layer shapes); gflops_torch = "
@@ -74,6 +78,8 @@ class Profile:
     extra_gmacs: dict[str, dict[str, float]]
     unpriced: dict[str, tuple[str, ...]]
     mismatches: tuple[str, ...]
+    params_unrun: int = 0
+    note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -84,7 +90,8 @@ class Profile:
         text = {"profile_input": "x".join(map(str, self.input_size)),
                 "unpriced_thop": " ".join(self.unpriced["thop"]),
                 "unpriced_fvcore": " ".join(self.unpriced["fvcore"]),
-                "counter_mismatch": " ".join(self.mismatches)}
+                "counter_mismatch": " ".join(self.mismatches),
+                "profile_note": self.note}
         return {c: text[c] if c in text else getattr(self, c) for c in COLUMNS}
 
 
@@ -108,7 +115,7 @@ def profile_model(model: nn.Module, input_size: tuple[int, ...] = (3, 224, 224))
                     dtype=ref.dtype if floating else torch.float32)
 
     with torch.no_grad():
-        exact, ops_by_owner = _trace(net, x)
+        exact, ops_by_owner, unrun = _trace(net, x)
         thop_total, thop_conv, thop_extra, thop_unpriced = _thop(net, x, ops_by_owner)
         fv_total, fv_conv, fv_extra, fv_unpriced = _fvcore(net, x)
         torch_flops, torch_conv, torch_unpriced = _torch_counter(net, x, ops_by_owner)
@@ -132,6 +139,9 @@ def profile_model(model: nn.Module, input_size: tuple[int, ...] = (3, 224, 224))
         extra_gmacs={"thop": thop_extra, "fvcore": fv_extra},
         unpriced={"thop": thop_unpriced, "fvcore": fv_unpriced, "torch": torch_unpriced},
         mismatches=mismatches,
+        params_unrun=unrun,
+        note=getattr(model, "profile_note", "") or (
+            f"{unrun} params in modules the profiled forward never called" if unrun else ""),
     )
 
 
@@ -158,6 +168,17 @@ def macs_by_module(model: nn.Module,
     with torch.no_grad():
         _trace(net, x, ledger)
     return {name: ledger[m] for name, m in net.named_modules() if m in ledger}
+
+
+def exact_macs(model: nn.Module, input_size: tuple[int, ...] = (3, 224, 224)) -> int:
+    """``macs_exact`` alone (conv / transposed conv / linear MACs from layer shapes, one input of
+    ``input_size``), from one forward of an eval-mode deep copy; no other counter runs."""
+    net = copy.deepcopy(model).eval()
+    ref = next(net.parameters(), None)
+    x = torch.zeros((1, *(int(s) for s in input_size)),
+                    device=ref.device if ref is not None else "cpu")
+    with torch.no_grad():
+        return _trace(net, x)[0]
 
 
 def _layer_macs(module: nn.Module, inp: torch.Tensor, out: torch.Tensor) -> int:
@@ -189,14 +210,17 @@ class _OpRecorder(TorchDispatchMode):
 
 
 def _trace(net: nn.Module, x: torch.Tensor,
-           ledger: Counter | None = None) -> tuple[int, Counter]:
-    """One forward: exact conv/linear MACs from module hooks, and the aten ops per owning module;
-    ``ledger``, when given, gets each conv/linear module's own MACs (summed over its calls)."""
+           ledger: Counter | None = None) -> tuple[int, Counter, int]:
+    """One forward: exact conv/linear MACs from module hooks, the aten ops per owning module, and
+    the params of modules never called; ``ledger``, when given, gets each conv/linear module's
+    own MACs (summed over its calls)."""
     stack: list[nn.Module] = []
     exact = 0
+    called: set[int] = set()
 
     def push(module, args):
         stack.append(module)
+        called.add(id(module))
 
     def pop(module, args, out):
         nonlocal exact
@@ -218,7 +242,9 @@ def _trace(net: nn.Module, x: torch.Tensor,
     finally:
         for h in handles:
             h.remove()
-    return exact, recorder.ops
+    owned = {id(p): (m, p) for m in net.modules() for p in m.parameters(recurse=False)}
+    unrun = sum(p.numel() for m, p in owned.values() if id(m) not in called)
+    return exact, recorder.ops, unrun
 
 
 def _thop(net: nn.Module, x: torch.Tensor, ops_by_owner: Counter):

@@ -334,12 +334,12 @@ def _param(name: Any, values: Any, fail) -> Param:
 
 
 def _encode(name: str, value: Any) -> Any:
-    """A parsed knob value as an Optuna-storable categorical choice."""
-    if name == "widths":
-        return ",".join(map(str, value))
-    if name == "skips":
-        return ",".join(value) or "none"
-    return value
+    """A parsed knob value as an Optuna-storable categorical choice: None, bool, int, float and
+    str as they are, anything else (a tuple of widths or skips) as the knob's column text, which
+    its parser reads back."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return KNOBS.get(name).text(value)
 
 
 def _count(value: Any, key: str, fail) -> int:

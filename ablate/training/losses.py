@@ -23,6 +23,11 @@ Terms:
   means an all-background batch still has a Dice term, which punishes false positives of any
   class through the softmax.
 - ``x+y`` is the unweighted sum of the two terms.
+
+Deep supervision (the ``deep_supervision`` knob): a model in training mode returns a tuple of
+logits, the final head's first, then each coarser decoder stage's; :func:`supervised_loss` sums
+the loss of each with :func:`deep_supervision_weights`, halving per stage as nnU-Net does
+(normalised to sum 1; nnU-Net also zeroes its lowest-resolution output, we keep it).
 """
 
 from __future__ import annotations
@@ -48,6 +53,23 @@ def key_name(name: str) -> str:
     the same terms; on a multi-class one ``bce+dice`` refuses to build, so no two different runs
     share a key."""
     return "bce+dice" if name == "ce+dice" else name
+
+
+def deep_supervision_weights(n: int) -> tuple[float, ...]:
+    """Weights of ``n`` deeply supervised outputs, final head first: ``2**-i`` normalised to sum
+    1 (4 outputs: 8/15, 4/15, 2/15, 1/15)."""
+    raw = [2.0 ** -i for i in range(n)]
+    return tuple(w / sum(raw) for w in raw)
+
+
+def supervised_loss(loss_fn: LossFn, logits: torch.Tensor | tuple[torch.Tensor, ...],
+                    masks: torch.Tensor) -> torch.Tensor:
+    """``loss_fn`` of a model's training output (in float32): of its logits, or of a deeply
+    supervised tuple, the weighted sum over its outputs (:func:`deep_supervision_weights`)."""
+    if isinstance(logits, torch.Tensor):
+        return loss_fn(logits.float(), masks)
+    weights = deep_supervision_weights(len(logits))
+    return sum(w * loss_fn(out.float(), masks) for w, out in zip(weights, logits))
 
 
 def build_loss(name: str, num_classes: int, ignore_index: int | None = None) -> LossFn:

@@ -17,7 +17,7 @@ from torch import nn
 from ..common.env import cpu_has_bf16
 from ..config import TrainConfig
 from ..data import DatasetInfo
-from .losses import LossFn, build_loss
+from .losses import LossFn, build_loss, supervised_loss
 from .optim import build_optimizer, build_scheduler
 
 
@@ -93,7 +93,7 @@ def train_epoch(step: TrainStep, batches: Iterable[tuple[torch.Tensor, torch.Ten
             images = images.contiguous(memory_format=torch.channels_last)
         with step.autocast():
             logits = step.step_model(images)
-        loss = step.loss_fn(logits.float(), masks)
+        loss = supervised_loss(step.loss_fn, logits, masks)  # deep supervision: a tuple
         step.optimizer.zero_grad(set_to_none=True)
         step.scaler.scale(loss).backward()
         step.scaler.step(step.optimizer)

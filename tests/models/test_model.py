@@ -11,13 +11,19 @@ ENCODER_NAMES = [row["encoder"] for row in list_encoders() if not row["example"]
 
 def _variants():
     out = [BASE.replace(encoder=name) for name in ENCODER_NAMES]
-    for name in ("fusion", "block", "upsample"):
-        out += [BASE.replace(**{name: v}) for v in KNOBS.get(name).values]
+    for name in KNOBS.names():  # every value of every knob with finitely many
+        levels = KNOBS.get(name).levels
+        out += [BASE.replace(**{name: v}) for v in (levels() if levels else ())]
     out += [BASE.replace(pool=p) for p in ("A", "S", "MAM", "MAA", "AAM", "SSSS", "AMAM")]
     out += [BASE.replace(skips=s) for s in ("none", "e3", "23", "013")]
     out += [BASE.replace(widths=w, skips="none") for w in ((8,), (8, 8, 8), (8, 8, 8, 8, 8))]
     out += [BASE.replace(widths=(8, 8, 8, 8, 8), fusion="add", upsample="transpose")]
-    return out
+    # the decoder axes with each other and with stages that fuse no skip
+    out += [BASE.replace(widths=(8, 8, 8, 8, 8), skips="13", fusion="add", block="dsconv",
+                         upsample="transpose_half", norm="none", act="gelu", attention=a,
+                         deep_supervision=True) for a in ("scse", "gate")]
+    out += [BASE.replace(norm="gn", act="silu", attention="gate", block="conv_bias")]
+    return list(dict.fromkeys(out))
 
 
 @pytest.mark.parametrize("variant", _variants(), ids=lambda v: v.id)
@@ -25,9 +31,12 @@ def test_every_knob_value_builds_runs_and_keeps_size(variant):
     torch.manual_seed(0)
     model = build_model(variant, num_classes=3)
     x = torch.randn(2, 3, 64, 64, requires_grad=True)
-    out = model(x)
-    assert out.shape == (2, 3, 64, 64)
-    out.mean().backward()
+    out = model(x)  # deep supervision: a tuple in training mode, one logits per stage
+    outs = out if variant.deep_supervision else (out,)
+    assert isinstance(out, tuple) == variant.deep_supervision
+    assert len(outs) == (len(variant.widths) if variant.deep_supervision else 1)
+    assert all(o.shape == (2, 3, 64, 64) for o in outs)
+    sum(o.mean() for o in outs).backward()
     assert x.grad is not None and torch.isfinite(x.grad).all()
     assert all(p.grad is not None for p in model.head.parameters())
 
@@ -89,3 +98,23 @@ def test_narrower_widths_cost_less():
     wide = profile_model(build_model(Variant(widths=(180, 90, 45, 45)), 2), (3, 64, 64))
     narrow = profile_model(build_model(Variant(widths=(128, 64, 32, 32)), 2), (3, 64, 64))
     assert narrow.params < wide.params and narrow.macs_exact < wide.macs_exact
+
+
+def test_deep_supervision_heads_train_only():
+    v = BASE.replace(deep_supervision=True)
+    model = build_model(v, 2)
+    assert [h.in_channels for h in model.aux_heads] == [16, 16, 8]
+    model.eval()
+    with torch.no_grad():
+        x = torch.randn(1, 3, 64, 64)
+        final = model(x)
+        assert isinstance(final, torch.Tensor)
+        model.train()
+        for m in model.modules():  # training mode, but BN on its running statistics
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.eval()
+        outs = model(x)
+    assert len(outs) == 4 and torch.allclose(outs[0], final, atol=1e-6)
+    plain = build_model(BASE, 2)
+    assert {k: t.shape for k, t in plain.state_dict().items()}.items() <= \
+        {k: t.shape for k, t in model.state_dict().items()}.items()

@@ -4,6 +4,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ablate import Variant, build_model, profile_model
+from ablate.models.profile import exact_macs
 
 
 def _stack():
@@ -190,3 +191,95 @@ def test_row_has_units_in_names():
 def test_bad_input_size(size):
     with pytest.raises(ValueError, match="input_size"):
         profile_model(_stack(), size)
+
+
+# The decoder axes, by hand: ResNet-18 on 3x64x64 (e4: 512 ch at 2x2, e3: 256 at 4x4, e2: 128 at
+# 8x8), two stages of widths 8, 4 fusing e3 and e2 by concat: stage 1 at 4x4 sees 512 upsampled
+# channels and 768 fused, stage 2 at 8x8 sees 8 and 136. The conv block is conv-norm-act twice.
+TWO = Variant(widths=(8, 4), skips="23")
+HW1, HW2 = 4 * 4, 8 * 8
+
+
+def _delta(**knobs):
+    """(params, macs_exact, profile) of TWO with ``knobs`` minus TWO's (2 classes, 3x64x64)."""
+    base = build_model(TWO, 2)
+    model = build_model(TWO.replace(**knobs), 2)
+    prof = profile_model(model, (3, 64, 64))
+    params = sum(p.numel() for p in model.parameters()) - sum(p.numel() for p in base.parameters())
+    return params, prof.macs_exact - exact_macs(base, (3, 64, 64)), prof
+
+
+def _scse(c, hw):
+    """params and MACs of smp's SCSE on c channels at hw pixels (hidden max(1, c // 16))."""
+    h = max(1, c // 16)
+    params = (c * h + h) + (h * c + c) + (c + 1)  # cSE squeeze, cSE excite, sSE
+    return params, c * h + h * c + hw * c          # cSE convs run on the pooled 1x1
+
+
+def _gate(skip, g, hw):
+    """params and MACs of the attention gate: W_x (no bias), W_g (bias), psi (bias)."""
+    f = skip // 2
+    return skip * f + (g * f + f) + (f + 1), hw * (skip * f + g * f + f)
+
+
+@pytest.mark.parametrize("norm", ["gn", "in"])
+def test_group_and_instance_norm_cost_what_batchnorm_does(norm):
+    params, macs, prof = _delta(norm=norm)
+    assert params == 0 and macs == 0 and prof.mismatches == ()  # 2 params per channel, like BN
+    model = build_model(TWO.replace(norm=norm), 2)
+    layers = list(model.decoder.modules())
+    norms = [m for m in layers if isinstance(m, (nn.GroupNorm, nn.InstanceNorm2d))]
+    assert len(norms) == 4 and not any(isinstance(m, nn.BatchNorm2d) for m in layers)
+    if norm == "gn":
+        assert [(m.num_groups, m.num_channels) for m in norms] == [(8, 8), (8, 8), (4, 4), (4, 4)]
+    else:
+        assert all(m.affine and not m.track_running_stats for m in norms)
+
+
+def test_group_count_is_the_largest_divisor_not_above_32():
+    from ablate.models.layers import gn_groups
+
+    assert [gn_groups(c) for c in (1, 7, 8, 32, 45, 48, 64, 90, 180, 256)] == \
+        [1, 7, 8, 32, 15, 24, 32, 30, 30, 32]
+    assert all(c % gn_groups(c) == 0 and gn_groups(c) <= 32 for c in range(1, 600))
+
+
+def test_no_norm_keeps_the_conv_bias():
+    params, macs, _ = _delta(norm="none")
+    assert params == -(8 + 8 + 4 + 4) and macs == 0  # 2 norm params per channel -> 1 bias each
+    model = build_model(TWO.replace(norm="none"), 2)
+    convs = [m for m in model.decoder.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 4 and all(c.bias is not None for c in convs)
+
+
+@pytest.mark.parametrize("act, kind", [("gelu", nn.GELU), ("silu", nn.SiLU)])
+def test_activations_cost_no_params_or_macs(act, kind):
+    params, macs, _ = _delta(act=act)
+    assert params == 0 and macs == 0
+    acts = [m for m in build_model(TWO.replace(act=act), 2).decoder.modules()
+            if isinstance(m, (nn.ReLU, nn.GELU, nn.SiLU))]
+    assert len(acts) == 4 and all(isinstance(m, kind) for m in acts)
+
+
+def test_scse_params_and_macs_by_hand():
+    params, macs, prof = _delta(attention="scse")
+    parts = [_scse(768, HW1), _scse(8, HW1), _scse(136, HW2), _scse(4, HW2)]  # fused, out x2
+    assert params == sum(p for p, _ in parts) == 77_822
+    assert macs == sum(m for _, m in parts) == 97_304
+    assert prof.mismatches == () and prof.params_unrun == 0 and prof.note == ""
+
+
+def test_attention_gate_params_and_macs_by_hand():
+    params, macs, prof = _delta(attention="gate")
+    parts = [_gate(256, 512, HW1), _gate(128, 8, HW2)]  # gated by the upsampled features
+    assert params == sum(p for p, _ in parts) == 107_394
+    assert macs == sum(m for _, m in parts) == 2_136_064
+    assert prof.mismatches == ()
+
+
+def test_deep_supervision_heads_counted_in_params_not_in_macs():
+    params, macs, prof = _delta(deep_supervision=True)
+    assert params == 8 * 2 + 2 and macs == 0  # one auxiliary 1x1 head on stage 1 (8 -> 2)
+    assert prof.params_unrun == params
+    assert prof.row()["profile_note"].startswith("deep supervision: 1 auxiliary 1x1 heads (18 "
+                                                 "params, counted) run in training only")

@@ -1,5 +1,6 @@
 import csv
 import itertools
+import json
 from pathlib import Path
 
 import pytest
@@ -7,7 +8,9 @@ import yaml
 
 from ablate import build_model
 from ablate.models.encoders import list_encoders
+from ablate.models.profile import exact_macs
 from ablate.models.variant import KNOBS, Variant, list_knobs
+from ablate.runner import run_key
 
 
 def test_baseline_id_and_seed_example():
@@ -28,8 +31,12 @@ def _one_of_each():
     base = Variant()
     out = [base]
     out += [base.replace(encoder=row["encoder"], skips="all") for row in list_encoders()]
-    for name in ("fusion", "block", "upsample"):
-        out += [base.replace(**{name: v}) for v in KNOBS.get(name).values]
+    for name in KNOBS.names():  # every value of every knob with finitely many
+        levels = KNOBS.get(name).levels
+        out += [base.replace(**{name: v}) for v in (levels() if levels else ())]
+    out += [base.replace(pool="MAA", norm="none", act="silu", attention="gate",
+                         deep_supervision=True, pretrained="IMAGENET1K_V1"),
+            base.replace(norm="gn", deep_supervision="on")]
     out += [base.replace(pool=p) for p in ("A", "S", "MAM", "MAA", "AAM", "SSSS", "MMMM", "AS")]
     out += [base.replace(skips=s) for s in ("none", "e3", "23", "0123", "013")]
     out += [base.replace(widths=w, skips="none") for w in ((8,), (8, 8), (8, 8, 8, 8, 8))]
@@ -95,7 +102,8 @@ def test_frozen():
 def test_list_knobs_covers_every_field():
     rows = list_knobs()
     assert [r["knob"] for r in rows] == ["encoder", "pool", "widths", "skips", "fusion", "block",
-                                         "upsample", "pretrained"]
+                                         "upsample", "pretrained", "norm", "act", "attention",
+                                         "deep_supervision"]
     by_name = {r["knob"]: r for r in rows}
     assert by_name["pool"]["default"] == "M"
     assert "dsconv" in by_name["block"]["allowed"] and "transpose" in by_name["upsample"]["allowed"]
@@ -104,7 +112,7 @@ def test_list_knobs_covers_every_field():
 
 
 def test_from_id_errors():
-    with pytest.raises(ValueError, match="7 or 8"):
+    with pytest.raises(ValueError, match=rf"7 to {len(KNOBS)} '-'-separated tokens"):
         Variant.from_id("r18-MAA")
     with pytest.raises(ValueError, match="encoder token 'r99'"):
         Variant.from_id("r99-M-w8-k3-cat-cv-bil")
@@ -115,35 +123,72 @@ def test_all_skip_subsets_distinct():
     assert len({Variant(skips=s).id for s in subsets}) == 16
 
 
-def _committed_rows():
-    """One row per variant id in the committed results (runs.csv, and trials.csv of searches)."""
-    rows = {}
-    for path in sorted(Path(__file__).parents[2].glob("results/*/*.csv")):
-        if path.name in ("runs.csv", "trials.csv"):
-            for row in csv.DictReader(path.open()):
-                rows.setdefault(row["variant"], row)
-    return rows
+RESULTS = Path(__file__).parents[2] / "results"
 
 
-COMMITTED = _committed_rows()
+def _committed_tables():
+    """(folder, settings, rows) of every committed table with variant ids: each study's
+    runs.csv with its experiment.json, each search's trials.csv with its search.json."""
+    tables = []
+    for settings, table in (("experiment.json", "runs.csv"), ("search.json", "trials.csv")):
+        for path in sorted(RESULTS.glob(f"*/{table}")):
+            stored = json.loads((path.parent / settings).read_text())
+            rows = [r for r in csv.DictReader(path.open()) if r.get("run_key")]
+            tables.append((path.parent.name, stored, rows))
+    return tables
+
+
+TABLES = _committed_tables()
+COMMITTED = {r["variant"]: r for _, _, rows in TABLES for r in rows}
+
+
+class _Stored:
+    """Stands in for a DataSpec / TrainConfig: ``run_key`` reads only ``to_dict()``."""
+
+    def __init__(self, mapping):
+        self.mapping = mapping
+
+    def to_dict(self):
+        return self.mapping
 
 
 def test_committed_results_exist():
-    assert len(COMMITTED) >= 15
+    assert len(COMMITTED) >= 15 and sum(len(rows) for _, _, rows in TABLES) >= 100
+
+
+@pytest.mark.parametrize("folder, stored, rows", TABLES, ids=[t[0] for t in TABLES])
+def test_committed_ids_read_back_to_the_same_run_keys(folder, stored, rows):
+    """Every committed variant id reads back (``from_id``) to a variant with the same id and
+    knob columns whose ``to_dict`` gives the committed row's run key, recomputed by
+    ``runner.run_key`` from the dataset and resolved config the study stored. Knobs added
+    later (at their defaults) must change none of it."""
+    data = _Stored({**stored["dataset"], "image_size": stored["config"]["image_size"]})
+    config = _Stored(stored["config"])
+    for row in rows:
+        variant = Variant.from_id(row["variant"])
+        assert variant.id == row["variant"]
+        assert Variant.from_dict(json.loads(json.dumps(variant.to_dict()))) == variant
+        assert all(row[k] == v for k, v in variant.columns().items() if k in row), row["variant"]
+        key = run_key(variant, data, config, int(row["seed"]), stored["profile_size"])
+        assert key == row["run_key"], (folder, row["variant"], row["seed"])
+    if "baseline" in stored and isinstance(stored["baseline"], dict):  # a search's identity
+        assert Variant.from_dict(stored["baseline"]).to_dict() == stored["baseline"]
 
 
 @pytest.mark.parametrize("variant_id", sorted(COMMITTED))
-def test_committed_ids_round_trip_and_build(variant_id):
-    """Ids of committed results keep their meaning: same id, same knob columns, and the same
-    parameters (up to the head's output channels, which the dataset sets)."""
+def test_committed_variants_keep_their_params_and_macs(variant_id):
+    """The model of every committed id has exactly the row's params and ``macs_exact`` (the
+    head's output channels, set by the dataset, read from the params)."""
     row = COMMITTED[variant_id]
     variant = Variant.from_id(variant_id)
-    assert variant.id == variant_id
-    assert all(row[k] == v for k, v in variant.columns().items() if k in row)
-    model = build_model(variant, 1)
-    extra = int(float(row["params"])) - sum(p.numel() for p in model.parameters())
-    per_class = model.head.in_channels + 1
+    one = sum(p.numel() for p in build_model(variant, 1).parameters())
+    per_class = build_model(variant, 1).head.in_channels + 1
+    extra = int(float(row["params"])) - one
     assert extra >= 0 and extra % per_class == 0
+    model = build_model(variant, 1 + extra // per_class)
+    assert sum(p.numel() for p in model.parameters()) == int(float(row["params"]))
+    size = tuple(int(s) for s in row["profile_input"].split("x"))
+    assert exact_macs(model, size) == int(float(row["macs_exact"]))
 
 
 def test_all_skips_are_those_the_stages_reach():
@@ -154,3 +199,99 @@ def test_all_skips_are_those_the_stages_reach():
     assert Variant.from_dict({"skips": ["all"]}) == Variant()
     with pytest.raises(ValueError, match="unknown skip 'all,e1'|unknown skip 'all'"):
         Variant(skips="all,e1")
+
+
+@pytest.fixture
+def probe():
+    """A throw-away knob registered as a plugin would (one registration), removed after."""
+    from ablate.models.variant import flag, register_knob
+
+    knob = register_knob(flag("probe", "prb", "a test knob read by the heads", reaches="head"))
+    yield knob
+    KNOBS.unregister("probe")
+
+
+def test_one_registration_reaches_everything(probe):
+    from ablate.cli import build_parser, variant_from_args
+    from ablate.experiment import parse_experiment
+    from ablate.runner import columns
+    from ablate.scale.search_spec import parse_search
+
+    base = Variant()
+    assert base.probe is False and base.id == "r18-M-w256.128.64.32-k0123-cat-cv-bil"
+    assert "probe" not in base.to_dict()  # no stored run key changes
+    on = base.replace(probe="on")
+    assert on.probe is True and on.id == base.id + "-prb" and Variant.from_id(on.id) == on
+    assert on != base and on.to_dict()["probe"] is True
+    with_weights = on.replace(pretrained="IMAGENET1K_V1")
+    assert with_weights.id.endswith("-ptIMAGENET1K_V1-prb")
+    assert Variant.from_id(with_weights.id) == with_weights
+    assert list(on.columns())[-1] == "probe" and on.columns()["probe"] == "on"
+    assert "probe" in columns() and list_knobs("probe")[0]["default"] == "off"
+    args = build_parser().parse_args(["profile", "--variant", base.id, "--probe", "yes"])
+    assert variant_from_args(args) == on
+    exp = parse_experiment({"grid": {"probe": [False, True]}})
+    assert [v.probe for v in exp.variants] == [False, True]
+    spec = parse_search({"study": "s", "space": {"probe": ["off", "on"]}, "trials": 2})
+    assert spec.space[0].choices == (False, True) and spec.variant({"probe": True}) == on
+    with pytest.raises(ValueError, match=r"probe='maybe' is not allowed; allowed: off or on"):
+        base.replace(probe="maybe")
+    with pytest.raises(ValueError, match=r"token 'prx' is not read by any knob"):
+        Variant.from_id(base.id + "-prx")
+
+
+def test_registration_refuses_what_would_change_or_confuse_ids(probe):
+    from ablate.models.decoder import BLOCKS
+    from ablate.models.variant import Knob, categorical, flag, register_knob
+
+    with pytest.raises(ValueError, match="'probe' is already registered"):
+        register_knob(flag("probe", "prb2", "again"))
+    with pytest.raises(ValueError, match="id token 'prb' would also be read by knob 'probe'"):
+        register_knob(flag("probe2", "prb", "same token"))
+    with pytest.raises(ValueError, match="id token 'ptx' would also be read by knob 'pretrained'"):
+        register_knob(flag("probe2", "ptx", "looks like weights"))
+    with pytest.raises(ValueError, match="has the id token 'cv'.*every existing variant id"):
+        register_knob(categorical("block2", BLOCKS, "a token at its default", "conv"))
+    with pytest.raises(ValueError, match="knob name 'replace' is not allowed"):
+        register_knob(flag("replace", "rpl", "a Variant method"))
+    with pytest.raises(ValueError, match="reaches='loss' is not allowed"):
+        register_knob(flag("probe2", "pb2", "nowhere", reaches="loss"))
+    with pytest.raises(ValueError, match="knob 'probe2': its default is not allowed"):
+        register_knob(Knob("probe2", "bad default", "x", int, lambda v: "", int, default="x"))
+    assert "probe2" not in KNOBS and "block2" not in KNOBS
+
+
+def test_variant_is_a_frozen_hashable_value():
+    import copy
+    import pickle
+
+    v = Variant(pool="MAA")
+    assert pickle.loads(pickle.dumps(v)) == v and copy.deepcopy(v) == v
+    assert {v: 1}[Variant(pool="maa")] == 1 and v.replace(pool="M") == Variant()
+    assert repr(v).startswith("Variant(encoder='resnet18', pool='MAA'")
+    with pytest.raises(AttributeError, match="frozen"):
+        v.widths = (8,)
+    with pytest.raises(AttributeError, match="no knob 'colour'"):
+        _ = v.colour
+
+
+def test_decoder_axes_tokens_and_defaults():
+    """The new knobs add no token at their defaults (ids, run keys of today's models unchanged);
+    each other value has its own token, in KNOBS order after the weights."""
+    base = Variant()
+    assert base.norm == "bn" and base.act == "relu" and base.attention == "none"
+    assert base.deep_supervision is False
+    assert set(base.to_dict()) == {"encoder", "pool", "widths", "skips", "fusion", "block",
+                                   "upsample", "pretrained"}
+    tokens = {("norm", "gn"): "gn", ("norm", "in"): "in", ("norm", "none"): "nx",
+              ("act", "gelu"): "gelu", ("act", "silu"): "silu", ("attention", "scse"): "scse",
+              ("attention", "gate"): "ag", ("deep_supervision", True): "dsv"}
+    for (name, value), token in tokens.items():
+        v = base.replace(**{name: value})
+        assert v.id == f"{base.id}-{token}" and Variant.from_id(v.id) == v
+    v = base.replace(norm="gn", act="gelu", attention="scse", deep_supervision=True)
+    assert v.id == base.id + "-gn-gelu-scse-dsv"
+    assert v.columns() == {**base.columns(), "norm": "gn", "act": "gelu",
+                           "attention": "scse", "deep_supervision": "on"}
+    with pytest.raises(ValueError, match="token 'gn' is not read by any knob"):
+        Variant.from_id(base.id + "-gelu-gn")  # out of KNOBS order

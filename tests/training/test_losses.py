@@ -179,3 +179,24 @@ def test_shape_errors_name_the_expected_shape():
         build_loss("ce", 2)(torch.zeros(2, 1, 4, 4), target.unsqueeze(1))
     with pytest.raises(ValueError, match="float logits"):
         build_loss("ce", 2)(torch.zeros(2, 1, 4, 4, dtype=torch.int64), target)
+
+
+def test_deep_supervision_weights_halve_per_stage_and_sum_to_one():
+    from ablate.training.losses import deep_supervision_weights
+
+    assert deep_supervision_weights(4) == pytest.approx((8 / 15, 4 / 15, 2 / 15, 1 / 15))
+    assert deep_supervision_weights(1) == (1.0,)
+    assert sum(deep_supervision_weights(5)) == pytest.approx(1.0)
+
+
+def test_supervised_loss_is_the_weighted_sum_over_the_heads():
+    from ablate.training.losses import supervised_loss
+
+    torch.manual_seed(0)
+    loss = build_loss("ce+dice", 2)
+    masks = torch.randint(0, 2, (2, 8, 8))
+    outs = tuple(torch.randn(2, 1, 8, 8) for _ in range(3))
+    expected = 4 / 7 * loss(outs[0], masks) + 2 / 7 * loss(outs[1], masks) + \
+        1 / 7 * loss(outs[2], masks)
+    assert torch.allclose(supervised_loss(loss, outs, masks), expected)
+    assert torch.equal(supervised_loss(loss, outs[0], masks), loss(outs[0], masks))
