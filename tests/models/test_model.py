@@ -63,6 +63,7 @@ def _params(v):
     return sum(p.numel() for p in build_model(v, 2).parameters())
 
 
+@pytest.mark.slow
 def test_pool_letters_M_A_do_not_change_params_or_conv_macs():
     variants = [Variant(pool=p) for p in ("M", "MAM", "MAA", "AAM", "AAAA")]
     profiles = [profile_model(build_model(v, 2), (3, 64, 64)) for v in variants]

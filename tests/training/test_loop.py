@@ -39,6 +39,8 @@ def _val_dice(state, data):
     scores = evaluate(model, BatchLoader(splits["val"], 5), info.num_classes, info.ignore_index)
     return scores["dice"]
 
+
+@pytest.mark.slow
 def test_same_seed_same_metrics_and_different_seed_differs(data):
     a = train(TINY, data, _cfg(), seed=3, progress=False)
     b = train(TINY, data, _cfg(), seed=3, progress=False)
@@ -67,6 +69,7 @@ def test_outputs_history_checkpoints_and_samples(data, tmp_path):
     assert res.train_images_per_s == pytest.approx(n_images / res.train_time_s)
 
 
+@pytest.mark.slow
 def test_dropping_resume_state_keeps_the_reported_weights_in_a_smaller_file(data, tmp_path):
     res = train(TINY, data, _cfg(), seed=0, out_dir=tmp_path, progress=False)
     last_path, final_path = (tmp_path / "checkpoints" / name for name in ("last.pt", "final.pt"))
@@ -80,6 +83,7 @@ def test_dropping_resume_state_keeps_the_reported_weights_in_a_smaller_file(data
     assert final_path.is_file()
 
 
+@pytest.mark.slow
 def test_a_budget_in_steps_equal_to_whole_epochs_trains_the_same_run(data):
     by_epochs = train(TINY, data, _cfg(epochs=2), seed=5, progress=False)
     by_steps = train(TINY, data, _cfg(steps=8), seed=5, progress=False)  # 4 batches per epoch
@@ -105,6 +109,7 @@ def test_a_budget_in_steps_or_images_stops_after_that_many_optimizer_steps(
         assert res.history[1]["lr"] == pytest.approx(1e-6 + (1e-3 - 1e-6) / 2)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("switch", ["amp", "channels_last"])
 def test_a_cpu_speed_switch_keeps_the_results_of_the_plain_path(data, switch):
     """The switches `ablate bench` times (and the quick preset may turn on) change speed, not

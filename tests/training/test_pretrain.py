@@ -25,6 +25,7 @@ def tiny_init():
     INITS.unregister(name)
 
 
+@pytest.mark.slow
 def test_made_once_cached_and_reproducible(tmp_path, tiny_init):
     first = encoder_state(tiny_init, "resnet18", SIZE, cache_dir=tmp_path)
     files = list((tmp_path / "init").glob("*.pt"))
