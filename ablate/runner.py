@@ -60,7 +60,8 @@ from .training.losses import key_name
 def run_key(variant: Variant, data: DataSpec, config: TrainConfig, seed: int,
             profile_size: int) -> str:
     """Hash of everything that decides a run's result; a stored row with another key is stale."""
-    settings = config.to_dict() | {"loss": key_name(config.loss)}  # ce+dice keyed as bce+dice
+    settings = config.to_dict()
+    settings["loss"] = key_name(settings["loss"])  # ce+dice keyed as bce+dice
     payload = json.dumps([variant.to_dict(), data.to_dict(), settings, seed, profile_size],
                          sort_keys=True, default=str)
     return hashlib.sha1(payload.encode()).hexdigest()[:16]
