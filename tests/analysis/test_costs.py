@@ -83,6 +83,7 @@ def test_a_row_that_no_longer_matches_its_model_is_said_so(tmp_path, runs):
     assert any(line.startswith("**Total") for line in _section(lines, K3.id))
 
 
+@pytest.mark.slow
 def test_what_cannot_be_diffed_is_named(tmp_path, runs, monkeypatch):
     assert cost_section(tmp_path, runs.drop(columns="profile_input"), BASE.id)[2] == \
         "Not computed: the runs table has no profile_input column."
@@ -103,6 +104,7 @@ def test_what_cannot_be_diffed_is_named(tmp_path, runs, monkeypatch):
         "Only the baseline was profiled: nothing to compare."
 
 
+@pytest.mark.slow
 def test_the_report_has_the_section_before_the_figures(tmp_path, runs):
     table = pd.concat([runs.assign(seed=s, dataset="shapes",
                                    dice=[0.8 + 0.01 * s + 0.002 * i ** s for i in range(3)])

@@ -55,6 +55,7 @@ def test_load_runs_prefers_parquet_and_keeps_empty_text(tmp_path, runs):
     assert len(load_runs(tmp_path)) == 2
 
 
+@pytest.mark.slow
 def test_report_holds_setup_table_figures_failures_and_definitions(tmp_path, runs):
     run_dir = tmp_path / "runs" / "r18-M" / "seed0"
     run_dir.mkdir(parents=True)
@@ -117,6 +118,7 @@ def test_unconverged_variants_are_named_first_and_counted_in_the_table(tmp_path,
     assert re.search(r"\|\s+2/3 \|", format_summary(summary))
 
 
+@pytest.mark.slow
 def test_no_warning_when_every_run_converged_or_the_table_does_not_say(tmp_path, runs):
     assert "Warning: still improving" not in write_report(tmp_path, runs, "r18-M").read_text()
     assert re.search(r"\|\s+— \|", format_summary(summarize(runs, "r18-M")))  # unknown
@@ -136,6 +138,7 @@ def test_report_defines_every_summary_column(tmp_path, runs):
     assert "## Factorial effects" not in text  # one knob varies at most: not a grid
 
 
+@pytest.mark.slow
 def test_margins_give_verdicts_on_every_metric_that_has_one(tmp_path, runs):
     text = write_report(tmp_path, runs, "r18-M",
                         equivalence={"dice": 0.05, "iou": 0.05}).read_text("utf-8")
@@ -148,6 +151,7 @@ def test_margins_give_verdicts_on_every_metric_that_has_one(tmp_path, runs):
         assert line.rstrip(" |").endswith(iou.loc[variant, "verdict"])
 
 
+@pytest.mark.slow
 def test_adaptive_seeds_and_a_grid_get_their_sections(tmp_path):
     rows = []
     for fusion, upsample, shift in (("cat", "bil", 0.0), ("add", "bil", 0.04),

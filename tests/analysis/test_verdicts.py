@@ -65,6 +65,7 @@ def test_look_correction_is_k_times_the_running_minimum():
     assert look_corrected(np.array([0.03]), 1).tolist() == [0.03]
 
 
+@pytest.mark.slow
 def test_holm_matches_statsmodels_column_by_column_leaving_nan_out():
     rng = np.random.default_rng(1)
     p = rng.uniform(0, 0.1, (5, 3))

@@ -141,6 +141,7 @@ def test_every_knob_value_reconciles_with_the_profile(knob, value):
     assert diff.params[1] == prof.params and diff.macs[1] == prof.macs_exact
 
 
+@pytest.mark.slow
 def test_cli_prints_the_diff_largest_first_with_units_and_totals(capsys):
     args = ["profile", "--fusion", "add", "--input-size", "64", "--diff", BASE.id]
     assert main(args) == 0

@@ -80,6 +80,7 @@ def test_mismatch_flagged_when_a_counter_disagrees_with_layer_shapes():
     assert any(m.startswith("torch:") for m in prof.mismatches)
 
 
+@pytest.mark.slow
 def test_counters_agree_with_exact_on_every_architecture_family():
     for v in (Variant(pool="SAMA", fusion="add", upsample="transpose", block="dsconv",
                       widths=(32, 16, 16, 8, 8)),

@@ -9,6 +9,7 @@ from collections import Counter
 from types import SimpleNamespace
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 from ablate.scale import ledger as ledger_module
@@ -24,6 +25,7 @@ def _study(url: str, name: str, fast: dict, queued: int = 0) -> Ledger:
     return Ledger(study, store)
 
 
+@pytest.mark.slow
 def test_racing_workers_take_each_queued_trial_once(storage, fast, fast_tmp, fork, ended):
     """Four processes take trials as fast as they can from 60 queued ones (the pop race that
     Optuna's SELECT ... FOR UPDATE loses on SQLite)."""

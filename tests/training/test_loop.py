@@ -51,6 +51,7 @@ def test_same_seed_same_metrics_and_different_seed_differs(data):
     assert c.metrics != a.metrics
 
 
+@pytest.mark.slow
 def test_outputs_history_checkpoints_and_samples(data, tmp_path):
     res = train(TINY, data, _cfg(), seed=0, out_dir=tmp_path, progress=False)
     assert res.status == "ok" and res.epochs_run == 2
@@ -145,6 +146,7 @@ def test_resume_matches_uninterrupted(data, tmp_path):
     assert resumed.metrics == pytest.approx(full.metrics, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_best_checkpoint_follows_the_metric_and_its_direction(data, tmp_path, monkeypatch):
     """With ``metric="val_loss"`` best.pt holds the epoch of the lowest val_loss, through a
     resume too; Dice, scripted to peak at another epoch, is not followed."""

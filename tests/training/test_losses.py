@@ -114,6 +114,7 @@ def test_ce_dice_is_bce_dice_on_a_binary_task_values_and_gradients(seed):
     assert torch.equal(out["bce+dice"][1], out["ce+dice"][1])
 
 
+@pytest.mark.slow
 def test_ce_dice_trains_a_binary_task_exactly_as_bce_dice(tmp_path):
     """Seeded CPU runs of the quick preset with either loss give the same curve and metrics."""
     data = load_dataset(DataSpec("shapes", image_size=32, options={"n_train": 32, "n_val": 16}),
