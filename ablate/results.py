@@ -187,5 +187,5 @@ def load_runs(exp_dir: Path | str, stem: str = RUNS) -> pd.DataFrame:
                                 f"or {csv.name}")
     for column in TEXT_COLUMNS:
         if column in runs.columns:
-            runs[column] = runs[column].fillna("").astype(str)
+            runs[column] = runs[column].astype(object).where(runs[column].notna(), "").astype(str)
     return runs

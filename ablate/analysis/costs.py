@@ -77,7 +77,7 @@ def cost_diffs(runs: pd.DataFrame, baseline: str) -> tuple[dict[str, CostDiff | 
     if missing:
         raise ValueError(f"the runs table has no {', '.join(missing)} column")
     profiled = runs[runs["params"].notna() & runs["macs_exact"].notna()
-                    & (runs["profile_input"].fillna("").astype(str) != "")]
+                    & runs["profile_input"].notna() & (runs["profile_input"].astype(str) != "")]
     rows = profiled.drop_duplicates("variant").set_index("variant")
     if baseline not in rows.index:
         raise ValueError(f"the baseline {baseline} has no profiled run")
