@@ -350,6 +350,11 @@ def _train_keys_markdown() -> str:
     return train_keys_markdown()
 
 
+def _costs_markdown() -> str:
+    from .results import costs_markdown
+    return costs_markdown()
+
+
 def _presets_markdown() -> str:
     from .config import presets_markdown
     return presets_markdown()
@@ -362,6 +367,7 @@ GENERATED: dict[str, tuple[str, Callable[[], str]]] = {
     "presets": ("training.md", _presets_markdown),
     "experiment-keys": ("experiments.md", _experiment_keys_markdown),
     "train-keys": ("experiments.md", _train_keys_markdown),
+    "costs": ("experiments.md", _costs_markdown),
     "search-keys": ("search.md", _search_keys_markdown),
 }
 DOCS_DIR = Path(__file__).resolve().parents[1] / "docs"

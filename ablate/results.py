@@ -22,6 +22,7 @@ from .common.checks import check_better
 from .common.env import COLUMNS as ENV_COLUMNS
 from .common.faults import fault_point
 from .common.files import atomic_path, write_text
+from .common.markdown import table
 from .common.registry import Registry
 from .evaluation.metrics import METRICS
 from .experiment import Experiment
@@ -88,6 +89,13 @@ register_cost("latency", "latency_ms", "Latency (ms)",
               "median ms per image at batch 1 and the profiled size")
 register_cost("peak_mem", "peak_mem_mb", "Peak memory (MiB)",
               "MiB in training: CUDA max allocated, or the process's peak RSS on CPU")
+
+
+def costs_markdown() -> str:
+    """The cost table of docs/experiments.md, from :data:`COSTS`."""
+    rows = [(f"`{c.name}`", f"`{c.column}`", c.label, c.unit, f"`{c.better}`")
+            for c in (COSTS.get(n) for n in COSTS.names())]
+    return table(("cost", "column", "label", "unit", "better"), rows)
 
 
 def columns() -> tuple[str, ...]:
