@@ -50,12 +50,15 @@ class Registry(Generic[T]):
 
     ``kind`` is what the entries are (``"encoder"``, ``"dataset"``...), used in error messages.
     Names are listed naturally sorted, or in registration order with ``ordered=True`` (for
-    entries that become columns, whose order is part of a table's layout).
+    entries that become columns, whose order is part of a table's layout). ``unique`` names meta
+    keys whose non-empty values no two entries may share (a knob value's id ``token``: two
+    values with one token would make ids ambiguous).
     """
 
-    def __init__(self, kind: str, ordered: bool = False) -> None:
+    def __init__(self, kind: str, ordered: bool = False, unique: tuple[str, ...] = ()) -> None:
         self.kind = kind
         self.ordered = ordered
+        self.unique = tuple(unique)
         self._entries: dict[str, T] = {}
         self._help: dict[str, str] = {}
         self._meta: dict[str, dict] = {}
@@ -71,6 +74,13 @@ class Registry(Generic[T]):
             if name in self._entries:
                 raise DuplicateName(self.kind, name,
                                     f"{self.kind} {name!r} is already registered")
+            for key in self.unique:
+                taken = [n for n, m in self._meta.items()
+                         if meta.get(key) and m.get(key) == meta[key]]
+                if taken:
+                    raise DuplicateName(self.kind, name,
+                                        f"{self.kind} {name!r}: {key} {meta[key]!r} is already "
+                                        f"used by {self.kind} {taken[0]!r}")
             self._entries[name] = obj
             doc = help if help is not None else (getattr(obj, "__doc__", None) or "")
             self._help[name] = doc.strip().splitlines()[0].rstrip(".") if doc.strip() else ""

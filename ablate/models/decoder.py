@@ -35,10 +35,10 @@ from ..common.registry import Registry
 from .encoders.contract import Contract
 from .layers import NORMS, conv_bn_relu, double_conv
 
-BLOCKS: Registry = Registry("block")
-UPSAMPLES: Registry = Registry("upsample")
-FUSIONS: Registry = Registry("fusion")
-ATTENTIONS: Registry = Registry("attention")
+BLOCKS: Registry = Registry("block", unique=("token",))
+UPSAMPLES: Registry = Registry("upsample", unique=("token",))
+FUSIONS: Registry = Registry("fusion", unique=("token",))
+ATTENTIONS: Registry = Registry("attention", unique=("token",))
 
 #: scSE's channel reduction (smp's ``SCSEModule`` default, Roy et al. 2018).
 SCSE_REDUCTION = 16

@@ -14,8 +14,8 @@ from torch import nn
 
 from ..common.registry import Registry
 
-NORMS: Registry = Registry("norm")
-ACTS: Registry = Registry("act")
+NORMS: Registry = Registry("norm", unique=("token",))
+ACTS: Registry = Registry("act", unique=("token",))
 
 #: GroupNorm's ceiling on the group count (Wu & He 2018 use 32 groups).
 MAX_GROUPS = 32

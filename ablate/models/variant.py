@@ -52,7 +52,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..common.checks import not_allowed, refuse_unknown, to_int
-from ..common.registry import Registry
+from ..common.registry import ChangesExistingModels, Registry
 from .decoder import ATTENTIONS, BLOCKS, FUSIONS, UPSAMPLES
 from .encoders import (
     ENCODERS,
@@ -135,9 +135,10 @@ def register_knob(knob: Knob) -> Knob:
     """Add ``knob`` to ``KNOBS``: the one registration that makes it a ``Variant`` attribute, an
     id token, a result column, a CLI flag, a search-space and experiment key and a row of
     ``ablate knobs``. Refused with a ``ValueError`` naming the knob: a duplicate or a name that
-    is not an identifier or is a ``Variant`` method, a ``reaches`` outside ``REACHES``, a
-    default its own parser changes, a token at the default after a knob without one, and a
-    token an earlier knob without a default token would also read."""
+    is not an identifier or is a ``Variant`` method, a ``reaches`` outside ``REACHES``, and a
+    token an earlier knob without a default token would also read; with
+    ``ChangesExistingModels`` (a ``ValueError``) a default its own parser changes or a token at
+    the default after a knob without one (every existing id would change)."""
     name = knob.name
     if not name.isidentifier() or name.startswith("_") or hasattr(Variant, name):
         raise ValueError(f"knob name {name!r} is not allowed; allowed: an identifier not "
@@ -147,7 +148,8 @@ def register_knob(knob: Knob) -> Knob:
     optional = [KNOBS.get(n) for n in KNOBS.names() if not KNOBS.get(n).token(KNOBS.get(n).default)]
     default_token = knob.token(knob.default)
     if default_token and optional:
-        raise ValueError(
+        raise ChangesExistingModels(
+            "knob", name,
             f"knob {name!r}: its default {knob.default!r} has the id token {default_token!r}, "
             f"but it comes after {', '.join(k.name for k in optional)}, which have none at their "
             "defaults: a knob added now must have no token at its default, or every existing "
@@ -168,7 +170,8 @@ def register_knob(knob: Knob) -> Knob:
                              "parsed value")
     except ValueError as exc:
         KNOBS.unregister(name)
-        raise ValueError(f"knob {name!r}: its default is not allowed: {exc}") from None
+        raise ChangesExistingModels("knob", name,
+                                    f"knob {name!r}: its default is not allowed: {exc}") from None
     return knob
 
 
@@ -204,6 +207,9 @@ _TRUE, _FALSE = ("on", "true", "yes", "1"), ("off", "false", "no", "0")
 def flag(name: str, token: str, help: str, reaches: str = "decoder") -> Knob:
     """An off/on knob, off by default (no token), ``token`` when on; a ``bool`` on the variant,
     ``off``/``on`` in result columns; reads bools and on/off, true/false, yes/no, 1/0."""
+    if not isinstance(token, str) or not token.isalnum():
+        raise not_allowed(f"flag {name!r}: token", token,
+                          "letters and digits, at least one (the id says the flag is on)")
 
     def parse(value: Any) -> bool:
         if isinstance(value, bool):

@@ -41,3 +41,14 @@ def test_help_is_first_docstring_line():
 
     assert reg.help("conv") == "Two convolutions"
     assert "conv" in repr(reg)
+
+
+def test_a_unique_meta_value_is_refused_twice_naming_both_entries():
+    reg = Registry("block", unique=("token",))
+    reg.register("conv", token="cv")(object())
+    reg.register("plain", token="")(object())
+    reg.register("bare", token="")(object())  # an empty token (a default's) may repeat
+    with pytest.raises(DuplicateName, match="block 'res': token 'cv' is already used by block "
+                                            "'conv'"):
+        reg.register("res", token="cv")(object())
+    assert "res" not in reg

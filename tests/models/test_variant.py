@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from ablate import build_model
+from ablate.common.registry import ChangesExistingModels
 from ablate.models.encoders import list_encoders
 from ablate.models.profile import exact_macs
 from ablate.models.variant import KNOBS, Variant, list_knobs
@@ -250,15 +251,21 @@ def test_registration_refuses_what_would_change_or_confuse_ids(probe):
         register_knob(flag("probe2", "prb", "same token"))
     with pytest.raises(ValueError, match="id token 'ptx' would also be read by knob 'pretrained'"):
         register_knob(flag("probe2", "ptx", "looks like weights"))
-    with pytest.raises(ValueError, match="has the id token 'cv'.*every existing variant id"):
+    with pytest.raises(ChangesExistingModels, match="has the id token 'cv'.*every existing "
+                                                    "variant id"):
         register_knob(categorical("block2", BLOCKS, "a token at its default", "conv"))
+    with pytest.raises(ValueError, match="flag 'probe2': token='' is not allowed"):
+        flag("probe2", "", "on would add nothing to the id")
+    with pytest.raises(ValueError, match="block 'res': token 'cv' is already used by block "
+                                         "'conv'"):
+        BLOCKS.register("res", token="cv")(BLOCKS.get("conv"))
     with pytest.raises(ValueError, match="knob name 'replace' is not allowed"):
         register_knob(flag("replace", "rpl", "a Variant method"))
     with pytest.raises(ValueError, match="reaches='loss' is not allowed"):
         register_knob(flag("probe2", "pb2", "nowhere", reaches="loss"))
-    with pytest.raises(ValueError, match="knob 'probe2': its default is not allowed"):
+    with pytest.raises(ChangesExistingModels, match="knob 'probe2': its default is not allowed"):
         register_knob(Knob("probe2", "bad default", "x", int, lambda v: "", int, default="x"))
-    assert "probe2" not in KNOBS and "block2" not in KNOBS
+    assert "probe2" not in KNOBS and "block2" not in KNOBS and "res" not in BLOCKS
 
 
 def test_variant_is_a_frozen_hashable_value():
