@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 EXP    ?= experiments/seed002_pooling_quick.yaml experiments/seed002_skips_quick.yaml
 SEARCH ?= experiments/search_quick.yaml
 
-.PHONY: install test test-fast ablation report search bench gpu-check gpu-wheels lint clean
+.PHONY: install test test-fast ablation report search bench gpu-check gpu-wheels docs lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,11 @@ gpu-check:
 
 gpu-wheels:
 	PYTHON=$(PYTHON) .ci/gpu-wheels .whl
+
+# Fails when a generated part of docs/ differs from what the registries give (`ablate docs`
+# rewrites them).
+docs: $(STAMP)
+	$(BIN)/ablate docs --check
 
 # pyflakes, pycodestyle, import order, bugbear and pyupgrade rules (pyproject.toml [tool.ruff]).
 lint: $(STAMP)
