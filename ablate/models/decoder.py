@@ -8,8 +8,11 @@ resolution (ResNet: e3 at 1/16 .. e0 at 1/2, then a fifth stage at 1/1; the U-Ne
 1/8 .. e0 at 1/1, four stages). ``output_stride`` says where the last stage stops.
 
 Each knob value here is one registered function:
-    BLOCKS     (in_channels, out_channels, norm, act) -> refine module; ``norm`` and ``act`` are
-               names in ``layers.NORMS`` / ``layers.ACTS`` (the ``norm`` and ``act`` knobs)
+    BLOCKS     (in_channels, out_channels, norm, act, **options) -> refine module; ``norm`` and
+               ``act`` are names in ``layers.NORMS`` / ``layers.ACTS`` (the ``norm`` and ``act``
+               knobs); ``options``: the values of knobs reaching the decoder that ``UNetDecoder``
+               does not name (a plugin's), given only when set, and only to a block that takes
+               them (``UNetDecoder`` refuses the others with a ``ValueError``)
     UPSAMPLES  (channels) -> x2 upsampling module; a module with ``out_channels`` (a transposed
                convolution) outputs that many channels, any other keeps ``channels``
     FUSIONS    (channels, skip_channels, norm) -> module ``(x, skip) -> fused`` with
@@ -26,7 +29,9 @@ the block; attend the output.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -202,13 +207,13 @@ class DecoderStage(nn.Module):
 
     def __init__(self, in_ch: int, skip_ch: int | None, width: int, block: str,
                  upsample: str, fusion: str, norm: str = "bn", act: str = "relu",
-                 attention: str = "none") -> None:
+                 attention: str = "none", **block_options: Any) -> None:
         super().__init__()
         self.up = UPSAMPLES.get(upsample)(in_ch)
         up_ch = getattr(self.up, "out_channels", in_ch)
         self.fuse = FUSIONS.get(fusion)(up_ch, skip_ch, norm=norm) if skip_ch else None
         fused_ch = self.fuse.out_channels if self.fuse else up_ch
-        self.block = BLOCKS.get(block)(fused_ch, width, norm=norm, act=act)
+        self.block = BLOCKS.get(block)(fused_ch, width, norm=norm, act=act, **block_options)
         # absent points stay plain None attributes: no state_dict key of today's models moves
         parts = ATTENTIONS.get(attention)(up_ch, skip_ch, fused_ch, width)
         self.gate, self.attend_fused, self.attend_out = parts.gate, parts.fused, parts.out
@@ -229,12 +234,14 @@ class DecoderStage(nn.Module):
 
 class UNetDecoder(nn.Module):
     """Stages from the deepest feature up (see the module docstring); ``output_stride`` is the
-    stride the last stage reaches (1: full resolution)."""
+    stride the last stage reaches (1: full resolution). ``block_options`` go to every stage's
+    block builder (knobs a plugin added; see ``BLOCKS`` in the module docstring)."""
 
     def __init__(self, contract: Contract, widths: tuple[int, ...], skips: tuple[str, ...],
                  block: str, upsample: str, fusion: str, norm: str = "bn",
-                 act: str = "relu", attention: str = "none") -> None:
+                 act: str = "relu", attention: str = "none", **block_options: Any) -> None:
         super().__init__()
+        _check_block_options(block, block_options)
         if not 1 <= len(widths) <= contract.max_stages:
             raise ValueError(f"{len(widths)} decoder stages do not fit an encoder whose deepest "
                              f"feature is at 1/{contract.output_stride}; allowed: 1 to "
@@ -252,7 +259,7 @@ class UNetDecoder(nn.Module):
         for level, width in zip(self.levels, widths):
             skip_ch = contract.channels[level] if f"e{level}" in skips else None
             stages.append(DecoderStage(in_ch, skip_ch, width, block, upsample, fusion, norm, act,
-                                       attention))
+                                       attention, **block_options))
             in_ch = width
         self.stages = nn.ModuleList(stages)
         self.out_channels = in_ch
@@ -266,3 +273,22 @@ class UNetDecoder(nn.Module):
             x = stage(x, features[level] if stage.fuse is not None else None)
             outputs.append(x)
         return outputs if every_stage else x
+
+
+def _takes(builder: Any, options: dict[str, Any]) -> list[str]:
+    """The names in ``options`` that ``builder`` has no keyword parameter for."""
+    params = inspect.signature(builder).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return []
+    names = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return [n for n in options if n not in names]
+
+
+def _check_block_options(block: str, options: dict[str, Any]) -> None:
+    """Refuse options (set knobs a plugin added) that block ``block``'s builder does not take."""
+    refused = _takes(BLOCKS.get(block), options)
+    if refused:
+        able = [b for b in BLOCKS if not _takes(BLOCKS.get(b), options)]
+        raise ValueError(f"block={block!r} is not allowed with "
+                         f"{', '.join(f'{n}={options[n]!r}' for n in refused)}: its builder does "
+                         f"not take {', '.join(refused)}; allowed: {', '.join(able) or 'none'}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -9,7 +11,7 @@ from torch import nn
 from ..common.checks import is_int, not_allowed
 from .decoder import UNetDecoder
 from .encoders import Contract, build_encoder
-from .variant import Variant
+from .variant import KNOBS, Variant
 
 
 class SegmentationModel(nn.Module):
@@ -38,7 +40,7 @@ class SegmentationModel(nn.Module):
         encoder_knobs = variant.reaching("encoder")
         self.encoder = build_encoder(encoder_knobs.pop("encoder"), in_channels, **encoder_knobs)
         contract = Contract(self.encoder.out_channels, self.encoder.strides)
-        self.decoder = UNetDecoder(contract, **variant.reaching("decoder"))
+        self.decoder = UNetDecoder(contract, **_decoder_knobs(variant))
         self.head = nn.Conv2d(self.decoder.out_channels, num_classes, 1)
         heads = variant.reaching("head")
         # absent, a plain None attribute: no state_dict key of today's models moves
@@ -74,6 +76,15 @@ class SegmentationModel(nn.Module):
         if logits.shape[-2:] != x.shape[-2:]:
             logits = F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
         return logits[..., :h, :w]
+
+
+def _decoder_knobs(variant: Variant) -> dict:
+    """The knobs reaching the decoder: those ``UNetDecoder`` names, and any other (a plugin's)
+    only when not at its default; those go to the block builder, so at their defaults the
+    decoder is today's and a block that does not take them still builds."""
+    named = inspect.signature(UNetDecoder).parameters
+    return {n: v for n, v in variant.reaching("decoder").items()
+            if n in named or v != KNOBS.get(n).default}
 
 
 def build_model(variant: Variant, num_classes: int, in_channels: int = 3) -> SegmentationModel:
