@@ -31,7 +31,7 @@ def test_quick_studies_share_data_budget_and_init():
     """One dataset, budget, schedule and encoder init for every quick study on the quick recipe
     (never per study)."""
     quick = [e for e in map(load_experiment, ABLATIONS) if e.preset == "quick"]
-    assert len(quick) == 8
+    assert len(quick) == 9
     longer = {"budget_check_quick", "sanity_skips"}  # a longer budget, the same recipe
     plain = [e for e in quick if e.name not in longer]
     assert len({(e.data, e.config) for e in plain}) == 1
