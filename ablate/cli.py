@@ -11,6 +11,7 @@ values it registers have their flags (``ablate.common.plugins``).
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from collections.abc import Callable
@@ -330,45 +331,26 @@ def knobs_markdown() -> str:
     return table(("knob", "default", "allowed", "meaning"), rows)
 
 
-def _search_keys_markdown() -> str:
-    from .scale.search_spec import keys_markdown
-    return keys_markdown()
+def _lazy(target: str) -> Callable[[], str]:
+    """``"module:function"`` under ``ablate``, imported only when the block is written (the
+    generators sit beside their registries, some of which load heavy libraries)."""
+    module, function = target.split(":")
 
+    def make() -> str:
+        return getattr(importlib.import_module(f"ablate.{module}"), function)()
 
-def _metrics_markdown() -> str:
-    from .evaluation.metrics import metrics_markdown
-    return metrics_markdown()
-
-
-def _experiment_keys_markdown() -> str:
-    from .experiment import keys_markdown
-    return keys_markdown()
-
-
-def _train_keys_markdown() -> str:
-    from .config import train_keys_markdown
-    return train_keys_markdown()
-
-
-def _costs_markdown() -> str:
-    from .results import costs_markdown
-    return costs_markdown()
-
-
-def _presets_markdown() -> str:
-    from .config import presets_markdown
-    return presets_markdown()
+    return make
 
 
 #: Generated block name -> (the page under docs/ that holds it, the function that writes it).
 GENERATED: dict[str, tuple[str, Callable[[], str]]] = {
-    "metrics": ("metrics.md", _metrics_markdown),
+    "metrics": ("metrics.md", _lazy("evaluation.metrics:metrics_markdown")),
     "knobs": ("models.md", knobs_markdown),
-    "presets": ("training.md", _presets_markdown),
-    "experiment-keys": ("experiments.md", _experiment_keys_markdown),
-    "train-keys": ("experiments.md", _train_keys_markdown),
-    "costs": ("experiments.md", _costs_markdown),
-    "search-keys": ("search.md", _search_keys_markdown),
+    "presets": ("training.md", _lazy("config:presets_markdown")),
+    "experiment-keys": ("experiments.md", _lazy("experiment:keys_markdown")),
+    "train-keys": ("experiments.md", _lazy("config:train_keys_markdown")),
+    "costs": ("experiments.md", _lazy("results:costs_markdown")),
+    "search-keys": ("search.md", _lazy("scale.search_spec:keys_markdown")),
 }
 DOCS_DIR = Path(__file__).resolve().parents[1] / "docs"
 
