@@ -167,7 +167,7 @@ def test_file_errors(tmp_path):
 
 @pytest.mark.parametrize("study", ["seed002_pooling_quick", "seed002_skips_quick", "sanity_skips",
                                    "decoder_widths_quick", "fusion_upsample_quick",
-                                   "budget_check_quick"])
+                                   "budget_check_quick", "decoder_design_quick"])
 def test_committed_quick_studies_compare_trained_models(study):
     """The committed quick tables compare trained networks: every run converged by the stated
     criterion, and the seed 002 baselines reach mean validation Dice 0.85."""
