@@ -126,6 +126,7 @@ def test_shared_modules_and_tensors_are_counted_once():
     assert ledger["params"].sum() == prof.params and ledger["macs"].sum() == prof.macs_exact
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("knob, value", [("fusion", v) for v in FUSIONS.names()]
                          + [("block", v) for v in BLOCKS.names()]
                          + [("upsample", v) for v in UPSAMPLES.names()]
