@@ -100,19 +100,11 @@ def profile_model(model: nn.Module, input_size: tuple[int, ...] = (3, 224, 224))
 
     ``input_size`` excludes the batch dimension; counts are for a single input.
     """
-    input_size = tuple(int(s) for s in input_size)
-    if not input_size or any(s <= 0 for s in input_size):
-        raise not_allowed("input_size", input_size,
-                          "positive sizes without the batch dimension, e.g. (3, 224, 224)")
+    net, x = _probe(model, input_size)
+    input_size = tuple(x.shape[1:])
     params = {id(p): p for p in model.parameters()}
     n_params = sum(p.numel() for p in params.values())
     n_trainable = sum(p.numel() for p in params.values() if p.requires_grad)
-
-    net = copy.deepcopy(model).eval()
-    ref = next(net.parameters(), None)
-    floating = ref is not None and ref.is_floating_point()
-    x = torch.zeros((1, *input_size), device=ref.device if ref is not None else "cpu",
-                    dtype=ref.dtype if floating else torch.float32)
 
     with torch.no_grad():
         exact, ops_by_owner, unrun = _trace(net, x)
@@ -155,15 +147,7 @@ def macs_by_module(model: nn.Module,
     its calls; modules without MACs are left out. Only the exact trace runs (no thop, fvcore or
     torch counter), on a deep copy in eval mode like ``profile_model``.
     """
-    input_size = tuple(int(s) for s in input_size)
-    if not input_size or any(s <= 0 for s in input_size):
-        raise not_allowed("input_size", input_size,
-                          "positive sizes without the batch dimension, e.g. (3, 224, 224)")
-    net = copy.deepcopy(model).eval()
-    ref = next(net.parameters(), None)
-    floating = ref is not None and ref.is_floating_point()
-    x = torch.zeros((1, *input_size), device=ref.device if ref is not None else "cpu",
-                    dtype=ref.dtype if floating else torch.float32)
+    net, x = _probe(model, input_size)
     ledger: Counter = Counter()
     with torch.no_grad():
         _trace(net, x, ledger)
@@ -173,12 +157,24 @@ def macs_by_module(model: nn.Module,
 def exact_macs(model: nn.Module, input_size: tuple[int, ...] = (3, 224, 224)) -> int:
     """``macs_exact`` alone (conv / transposed conv / linear MACs from layer shapes, one input of
     ``input_size``), from one forward of an eval-mode deep copy; no other counter runs."""
-    net = copy.deepcopy(model).eval()
-    ref = next(net.parameters(), None)
-    x = torch.zeros((1, *(int(s) for s in input_size)),
-                    device=ref.device if ref is not None else "cpu")
+    net, x = _probe(model, input_size)
     with torch.no_grad():
         return _trace(net, x)[0]
+
+
+def _probe(model: nn.Module, input_size: tuple[int, ...]) -> tuple[nn.Module, torch.Tensor]:
+    """An eval-mode deep copy of ``model`` (counters attach hooks and attributes; the caller's
+    model stays untouched) and one zero input of ``input_size`` on its device, in its dtype."""
+    input_size = tuple(int(s) for s in input_size)
+    if not input_size or any(s <= 0 for s in input_size):
+        raise not_allowed("input_size", input_size,
+                          "positive sizes without the batch dimension, e.g. (3, 224, 224)")
+    net = copy.deepcopy(model).eval()
+    ref = next(net.parameters(), None)
+    floating = ref is not None and ref.is_floating_point()
+    x = torch.zeros((1, *input_size), device=ref.device if ref is not None else "cpu",
+                    dtype=ref.dtype if floating else torch.float32)
+    return net, x
 
 
 def _layer_macs(module: nn.Module, inp: torch.Tensor, out: torch.Tensor) -> int:
