@@ -108,11 +108,13 @@ def columns() -> tuple[str, ...]:
             *ENV_COLUMNS, "plugins", "metric_definition", "counter_units", "run_key")
 
 
-#: Text columns of the runs table whose empty cells mean "nothing", not "missing number"; read
-#: back as text (a knob value such as widths "128,64" or pool "M" is never a number).
-TEXT_COLUMNS = ("experiment", "variant", "status", "error", *KNOBS.names(), "dataset", "preset",
-                "budget", "loss", "device", "torch", "git_commit", "plugins", "profile_note",
-                "metric_definition", "counter_units")
+def text_columns() -> tuple[str, ...]:
+    """Text columns of the runs table whose empty cells mean "nothing", not "missing number";
+    read back as text (a knob value such as widths "128,64" or pool "M" is never a number).
+    Read when called, so a knob a plugin registered since import is a text column too."""
+    return ("experiment", "variant", "status", "error", *KNOBS.names(), "dataset", "preset",
+            "budget", "loss", "device", "torch", "git_commit", "plugins", "profile_note",
+            "metric_definition", "counter_units")
 
 RUNS = "runs"           # the folder of an experiment's run folders
 ROW_FILE = "row.json"   # a run's row, written last
@@ -189,11 +191,11 @@ def load_runs(exp_dir: Path | str, stem: str = RUNS) -> pd.DataFrame:
     if parquet.is_file():
         runs = pd.read_parquet(parquet)
     elif csv.is_file():
-        runs = pd.read_csv(csv, dtype={c: str for c in TEXT_COLUMNS})
+        runs = pd.read_csv(csv, dtype={c: str for c in text_columns()})
     else:
         raise FileNotFoundError(f"no runs table in {exp_dir}: expected {parquet.name} "
                                 f"or {csv.name}")
-    for column in TEXT_COLUMNS:
+    for column in text_columns():
         if column in runs.columns:
             runs[column] = runs[column].astype(object).where(runs[column].notna(), "").astype(str)
     return runs
