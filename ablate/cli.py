@@ -11,6 +11,7 @@ values it registers have their flags (``ablate.common.plugins``).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import json
 import sys
@@ -41,6 +42,47 @@ def _add_plugin_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                         help="import this module (a name on sys.path or a .py file) first; "
                              "repeatable")
+
+
+def _add_track_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--track", action="append", default=[], metavar="SINK",
+                        help="also log to this experiment tracker (tensorboard, mlflow, wandb; "
+                             "docs/tracking.md), on top of the file's tracking:; repeatable")
+
+
+def _with_tracking(exp, names: list[str]):
+    """``exp`` with the ``--track`` sinks added (validated: known, and installed)."""
+    from .tracking import check_sinks
+
+    if not names:
+        return exp
+    try:
+        tracking = check_sinks([*exp.tracking, *names])
+    except ValueError as exc:
+        raise ValueError(f"--track: {exc}") from None
+    return dataclasses.replace(exp, tracking=tracking)
+
+
+def _report_and_publish(exp, exp_dir: Path, runs):
+    """Write ``exp``'s report from ``runs``, publish it to its trackers; return the report's
+    path and the summary."""
+    from .analysis.report import write_report
+    from .analysis.stats import summarize
+    from .tracking.cell import Tracking
+    from .tracking.study import publish
+
+    report = write_report(exp_dir, runs, exp.baseline.id, exp.metric,
+                          title=f"{exp.name}: {exp.description}" if exp.description else None,
+                          equivalence=exp.margins(), looks=exp.looks)
+    summary = summarize(runs, exp.baseline.id, exp.metric,
+                        margin=exp.margins().get(exp.metric), looks=exp.looks)
+    if exp.tracking:
+        tracking = Tracking(exp.tracking, exp_dir, exp.name)
+        publish(tracking, exp_dir, exp.config, runs, summary, report)
+        for sink in tracking.sinks:
+            print(f"tracked: {sink.where()}")
+        tracking.close()
+    return report, summary
 
 
 def _preload_plugins(argv: list[str]) -> None:
@@ -190,8 +232,7 @@ def _train(args: argparse.Namespace) -> int:
 
 @_command("run")
 def _run(args: argparse.Namespace) -> int:
-    from .analysis.report import write_report
-    from .analysis.stats import convergence_warning, summarize
+    from .analysis.stats import convergence_warning
     from .analysis.tables import format_summary
     from .experiment import load_experiment
     from .results import OK
@@ -199,14 +240,10 @@ def _run(args: argparse.Namespace) -> int:
 
     failed = 0
     for path in args.experiments:
-        exp = load_experiment(path)
+        exp = _with_tracking(load_experiment(path), args.track)
         runs = run_experiment(exp, args.results, retry_failed=args.retry_failed)
         exp_dir = Path(args.results) / exp.name
-        report = write_report(exp_dir, runs, exp.baseline.id, exp.metric,
-                              title=f"{exp.name}: {exp.description}" if exp.description else None,
-                              equivalence=exp.margins(), looks=exp.looks)
-        summary = summarize(runs, exp.baseline.id, exp.metric,
-                            margin=exp.margins().get(exp.metric), looks=exp.looks)
+        report, summary = _report_and_publish(exp, exp_dir, runs)
         print(f"\n{exp.name} ({len(runs)} runs)\n")
         warning = convergence_warning(summary)
         if warning:
@@ -221,18 +258,15 @@ def _run(args: argparse.Namespace) -> int:
 
 @_command("report")
 def _report(args: argparse.Namespace) -> int:
-    from .analysis.report import write_report
     from .experiment import load_experiment
     from .results import load_runs
 
     for path in args.experiments:
-        exp = load_experiment(path)
+        exp = _with_tracking(load_experiment(path), args.track)
         exp_dir = Path(args.results) / exp.name
         if not (exp_dir / "runs.csv").is_file():
             raise FileNotFoundError(f"no stored runs in {exp_dir}; run `ablate run {path}` first")
-        report = write_report(exp_dir, load_runs(exp_dir), exp.baseline.id, exp.metric,
-                              title=f"{exp.name}: {exp.description}" if exp.description else None,
-                              equivalence=exp.margins(), looks=exp.looks)
+        report, _ = _report_and_publish(exp, exp_dir, load_runs(exp_dir))
         print(report)
     return 0
 
@@ -269,6 +303,7 @@ def _search(args: argparse.Namespace) -> int:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     spec = load_search(args.search).with_plugins(args.plugin)  # stored with the study
+    spec = spec.with_tracking(_with_tracking(spec.experiment, args.track).tracking)
     url = args.storage or spec.storage or default_storage(spec.name, args.results)
     store = open_store(url, args.heartbeat, args.grace)
     print(f"study {spec.name} in {redact(url)}: {spec.trials} complete trials asked")
@@ -297,7 +332,7 @@ def _worker(args: argparse.Namespace) -> int:
     if len(given) != 1:
         raise ValueError("give one of: a search file, --study NAME, or --experiment FILE")
     if args.experiment:
-        exp = load_experiment(args.experiment)
+        exp = _with_tracking(load_experiment(args.experiment), args.track)
         url = args.storage or f"sqlite:///{args.results / exp.name / 'grid.db'}"
         store = open_store(url, args.heartbeat, args.grace)
         most = "at most " if exp.adaptive else ""
@@ -314,6 +349,7 @@ def _worker(args: argparse.Namespace) -> int:
         spec = load_search(args.search).with_plugins(args.plugin)
         url = args.storage or spec.storage or default_storage(spec.name, args.results)
         store = open_store(url, args.heartbeat, args.grace)
+    spec = spec.with_tracking(_with_tracking(spec.experiment, args.track).tracking)
     print(f"study {spec.name} in {redact(url)}: {spec.trials} complete trials asked")
     complete = run_search(spec, store, args.results)
     print(f"study {spec.name}: {complete} of {spec.trials} trials complete")
@@ -402,6 +438,7 @@ def _add_pool_parsers(sub) -> None:
                          help="experiment YAML: run its (variant, seed) cells, each exactly once")
     for parser in (p, workers):
         _add_plugin_arg(parser)
+        _add_track_arg(parser)
         parser.add_argument("--storage", help="Optuna storage URL: sqlite:///PATH (default "
                                               "results/<name>/study.db, grid.db for "
                                               "--experiment), journal:PATH, "
@@ -462,6 +499,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "run":
             p.add_argument("--retry-failed", action="store_true", help="redo failed runs")
         _add_plugin_arg(p)
+        _add_track_arg(p)
 
     p = sub.add_parser("bench", help="speed: latency, images/s, memory; harness vs a bare loop "
                                      "and smp; cache vs decoding; speed switches")

@@ -40,9 +40,10 @@ from .config import PRESETS, TrainConfig, load_config
 from .data import DATASETS, DataSpec
 from .evaluation.metrics import DEFAULT_METRIC, METRICS
 from .models.variant import Variant
+from .tracking import SINKS, check_sinks
 
 KEYS = ("name", "description", "dataset", "preset", "train", "seeds", "baseline", "variants",
-        "grid", "profile_size", "metric", "equivalence", "plugins")
+        "grid", "profile_size", "metric", "equivalence", "plugins", "tracking")
 
 #: Each key's default, allowed values and meaning, for the generated key table of
 #: docs/experiments.md (``{name}`` fields are filled from the registries the key is checked
@@ -69,6 +70,9 @@ KEY_DOCS: dict[str, tuple[str, str, str]] = {
     "plugins": ("`[]`", "a list of module names or `.py` paths",
                 "imported first, before the rest of the file is read: what they register "
                 "(knob values, knobs, datasets, losses, metrics) is then allowed"),
+    "tracking": ("`[]`", "a list of {sinks}",
+                 "experiment trackers each run, variant aggregate and report is copied to "
+                 "(docs/tracking.md); never part of a run key"),
 }
 
 
@@ -115,6 +119,7 @@ class Experiment:
     adaptive: AdaptiveSeeds | None = None
     equivalence: tuple[tuple[str, float], ...] = ()  # (metric, margin) pairs
     plugins: tuple[str, ...] = ()  # as given; imported when the file was read
+    tracking: tuple[str, ...] = ()  # tracker sinks (ablate.tracking); results do not depend on it
 
     def runs(self) -> list[tuple[Variant, int]]:
         """Every (variant, seed) cell that may run, seed-major so each seed's comparison
@@ -197,11 +202,12 @@ def parse_experiment(raw: Mapping[str, Any], default_name: str = "experiment",
         raise ExperimentError(f"{source}: metric: {metric!r} is not allowed; "
                               f"allowed: {', '.join(METRICS.names())}")
     equivalence = at("equivalence", _margins, raw.get("equivalence") or {})
+    tracking = at("tracking", check_sinks, raw.get("tracking") or [])
     return Experiment(name=name, data=data, preset=preset, config=config, seeds=seeds,
                       baseline=baseline, variants=tuple(dict.fromkeys(variants)),
                       profile_size=profile_size, metric=metric,
                       description=str(raw.get("description", "")), adaptive=adaptive,
-                      equivalence=equivalence, plugins=plugins)
+                      equivalence=equivalence, plugins=plugins, tracking=tracking)
 
 
 def import_plugins(raw: Mapping[str, Any], source: str,
@@ -225,7 +231,7 @@ def keys_markdown() -> str:
         raise ValueError("KEY_DOCS and KEYS differ: "
                          + ", ".join(sorted(set(KEYS) ^ set(KEY_DOCS))))
     lists = {"datasets": ", ".join(DATASETS.names()), "presets": ", ".join(PRESETS.names()),
-             "metrics": ", ".join(METRICS.names())}
+             "metrics": ", ".join(METRICS.names()), "sinks": ", ".join(SINKS.names())}
     rows = [(f"`{k}`", *(text.format(**lists) for text in KEY_DOCS[k])) for k in KEYS]
     return table(("key", "default", "allowed", "meaning"), rows)
 

@@ -27,6 +27,7 @@ from ..common.files import CACHE_DIR, write_text
 from ..data import load_dataset
 from ..experiment import Experiment
 from ..results import ROW_FILE, collect_runs, row_text, run_dir, seed_folder, write_runs
+from ..tracking.cell import Tracking
 from .claims import Claim, worker_id
 from .pool import work_pool
 from .storage import Store
@@ -53,6 +54,7 @@ def run_grid(exp: Experiment, store: Store, results_dir: str | Path = "results",
     claims = store.claims(f"grid/{exp.name}")
     me, data, ran = worker_id(), None, {}
     log = log or tqdm.write
+    tracking = Tracking(exp.tracking, exp_dir, exp.name, log)
     bar = tqdm(total=0, desc=f"{exp.name} ({me})", unit="run",
                disable=None if progress is None else not progress)
 
@@ -67,8 +69,8 @@ def run_grid(exp: Experiment, store: Store, results_dir: str | Path = "results",
         bar.set_postfix_str(f"{variant.id} seed {seed}")
         if data is None:
             data = load_dataset(spec, cache_dir)
-        ran[cell] = runner.run_cell(exp, variant, seed, data,
-                                    run_dir(exp_dir, variant, seed), key, progress=False)
+        ran[cell] = runner.run_cell(exp, variant, seed, data, run_dir(exp_dir, variant, seed),
+                                    key, progress=False, tracking=tracking)
         fault_point("row-written")
         return row_text(ran[cell])
 
@@ -94,6 +96,7 @@ def run_grid(exp: Experiment, store: Store, results_dir: str | Path = "results",
                   finished=finished)
         _write_rows_of_others(exp_dir, claims.all(), cells)
     bar.close()
+    tracking.close()
     runs = collect_runs(exp_dir, exp, planned)
     write_runs(exp_dir, runs)
     return runs

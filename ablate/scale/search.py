@@ -44,6 +44,7 @@ from ..common.files import CACHE_DIR
 from ..data import load_dataset
 from ..models.variant import Variant
 from ..results import OK, PRUNED, SKIPPED, run_dir
+from ..tracking.cell import Tracking
 from .claims import Claim, Claims, beating, worker_id
 from .ledger import LOST_ATTR, Ledger, Taken
 from .pool import work_pool
@@ -106,6 +107,7 @@ class _Worker:
     store: Store
     exp_dir: Path
     data: Any                     # (DatasetInfo, splits), loaded once
+    tracking: Tracking            # the study's tracker sinks (none: falsy)
     variants: Claims = field(init=False)  # variant id -> the trial that trains it
     _profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -138,7 +140,8 @@ def run_search(spec: SearchSpec, store: Store, results_dir: str | Path = "result
     ledger = Ledger(study, store)
     me = worker_id()
     _enqueue_baseline(spec, store, study, me)
-    worker = _Worker(spec, store, exp_dir, load_dataset(spec.data_spec, cache_dir))
+    worker = _Worker(spec, store, exp_dir, load_dataset(spec.data_spec, cache_dir),
+                     Tracking(spec.tracking, exp_dir, spec.name, log))
     bar = tqdm(total=spec.trials, desc=f"{spec.name} ({me})", unit="trial",
                disable=None if progress is None else not progress)
 
@@ -173,6 +176,7 @@ def run_search(spec: SearchSpec, store: Store, results_dir: str | Path = "result
     work_pool(ledger.slots, [str(i) for i in range(spec.trials)], one_trial, owner=me,
               heartbeat=store.heartbeat, stop=stop)
     bar.close()
+    worker.tracking.close()
     return sum(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False))
 
 
@@ -264,7 +268,8 @@ def _train(trial: optuna.Trial, worker: _Worker, variant: Variant) -> dict[str, 
     out = run_dir(worker.exp_dir, variant, spec.seed)
     key = runner.run_key(variant, spec.data_spec, spec.config, spec.seed, spec.profile_size)
     return runner.run_cell(spec.experiment, variant, spec.seed, worker.data, out, key,
-                           progress=False, retry_failed=True, on_epoch=on_epoch)
+                           progress=False, retry_failed=True, on_epoch=on_epoch,
+                           tracking=worker.tracking)
 
 
 def _end(trial: optuna.Trial, row: dict[str, Any] | None, status: str, reason: str) -> NoReturn:
