@@ -387,6 +387,7 @@ GENERATED: dict[str, tuple[str, Callable[[], str]]] = {
     "train-keys": ("experiments.md", _lazy("config:train_keys_markdown")),
     "costs": ("experiments.md", _lazy("results:costs_markdown")),
     "search-keys": ("search.md", _lazy("scale.search_spec:keys_markdown")),
+    "sinks": ("tracking.md", _lazy("tracking.sinks:sinks_markdown")),
 }
 DOCS_DIR = Path(__file__).resolve().parents[1] / "docs"
 
