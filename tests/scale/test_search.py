@@ -220,12 +220,15 @@ SEARCH_FAULTS = [p for p in FAULTS.names() if "search" in FAULTS.meta(p)["where"
 
 @pytest.mark.slow
 def test_a_worker_killed_at_any_fault_point_leaves_exactly_n_trials(storage, tiny, fast, fast_tmp,
-                                                                     fake_training, fork, ended):
+                                                                     fake_training, fork, ended,
+                                                                     journal):
     """Per fault point, a worker (as ``ablate search``) dies there; then two more finish the
-    study together (one of them takes the dead worker's slot over while the other runs)."""
+    study together (one of them takes the dead worker's slot over while the other runs). The
+    study is tracked (the ``journal`` sink): one finished tracker run per trained variant, and
+    a trial lost mid-training leaves its tracker run killed."""
     results, cache = fast_tmp / "results", fast_tmp / "cache"
     specs = {p: parse_search(tiny(**{**POOL, "study": f"fault-{p}"}, trials=2,
-                                  train={**tiny()["train"], "epochs": 2}))
+                                  train={**tiny()["train"], "epochs": 2}, tracking=["journal"]))
              for p in SEARCH_FAULTS}
     load_dataset(specs["epoch-end"].data_spec, cache)  # decoded once, before any fork
 
@@ -248,6 +251,10 @@ def test_a_worker_killed_at_any_fault_point_leaves_exactly_n_trials(storage, tin
                  trials_table(optuna.load_study(study_name=spec.name,
                                                 storage=open_store(url).optuna), spec))
         _check_search_ended_exactly(spec, url, fake_training(), table, f"killed at {point}")
+        trained = [k.split(" ", 1)[1] for k in fake_training() if k.split()[0] == spec.name]
+        entries = journal(results / spec.name, trained, point)
+        if point == "epoch-end":
+            assert entries[0]["id"] in {e["id"] for e in entries if e["call"] == "killed"}
 
 
 @pytest.mark.slow
