@@ -300,6 +300,8 @@ def _search(args: argparse.Namespace) -> int:
     from .scale.search import default_storage, run_search
     from .scale.search_report import write_search_report
     from .scale.search_spec import load_search
+    from .tracking.cell import Tracking
+    from .tracking.study import publish_search
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     spec = load_search(args.search).with_plugins(args.plugin)  # stored with the study
@@ -310,7 +312,12 @@ def _search(args: argparse.Namespace) -> int:
     complete = spec.trials
     if not args.report_only:
         complete = run_search(spec, store, args.results, sampler_seed=spec.seed)
-    print(f"report: {write_search_report(spec, store, args.results)}")
+    report = write_search_report(spec, store, args.results)
+    print(f"report: {report}")
+    if spec.tracking:
+        tracking = Tracking(spec.tracking, report.parent, spec.name)
+        publish_search(tracking, report.parent, report)
+        tracking.close()
     if complete < spec.trials:
         print(f"ablate: {complete} of {spec.trials} trials complete", file=sys.stderr)
         return 1

@@ -1,4 +1,5 @@
-"""The seed aggregates no tracker computes, published when a report is built.
+"""The seed aggregates no tracker computes, published when a report is built (and a search's
+study run, with its trials table and report).
 
 ``publish`` runs after ``ablate.analysis.report.write_report`` (``ablate run`` and
 ``ablate report``): it logs any finished cell no sink holds yet (``Tracking.ensure``), then
@@ -52,6 +53,19 @@ def publish(tracking: Tracking, exp_dir: Path, config: TrainConfig, runs: pd.Dat
                              exp_dir / "runs.csv") if p.is_file()]
         for name, sink in zip(tracking.names, tracking.sinks):
             _try(tracking, name, "publish the study", sink.publish_study, summary, report, files)
+
+
+def publish_search(tracking: Tracking, exp_dir: Path, report: Path) -> None:
+    """The study run of a search: its trials table (``trials.csv``) and report. Its trials'
+    cells were logged as they ran; one seed has no aggregates to publish."""
+    if not tracking:
+        return
+    exp_dir = Path(exp_dir)
+    trials = pd.read_csv(exp_dir / "trials.csv")
+    with lock(exp_dir):
+        for name, sink in zip(tracking.names, tracking.sinks):
+            _try(tracking, name, "publish the study", sink.publish_study, trials, report,
+                 [exp_dir / "trials.csv"])
 
 
 def aggregate_values(row: dict[str, Any], metric: str) -> tuple[dict[str, float], dict[str, str]]:

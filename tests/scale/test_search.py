@@ -347,3 +347,16 @@ def test_plugins_given_to_ablate_search_reach_workers_joining_its_study(good_plu
     assert main(["search", str(path), "--plugin", "goodplug.py", "--storage", url,
                  "--results", "res"]) == 0
     assert search.load_study_spec("tiny", open_store(url)).plugins == ("goodplug.py",)
+
+
+def test_track_given_to_ablate_search_logs_its_trials_and_is_stored_for_workers(
+        tmp_path, monkeypatch, tiny, fake_training, journal):
+    monkeypatch.chdir(tmp_path)
+    path, url = tmp_path / "s.yaml", f"sqlite:///{tmp_path / 'study.db'}"
+    path.write_text(yaml.safe_dump(tiny(trials=2)))
+    assert main(["search", str(path), "--track", "journal", "--storage", url,
+                 "--results", "res"]) == 0
+    trained = [k.split(" ", 1)[1] for k in fake_training()]
+    entries = journal(tmp_path / "res" / "tiny", trained)
+    assert [e["call"] for e in entries].count("study") == 1  # the study run, with the report
+    assert search.load_study_spec("tiny", open_store(url)).tracking == ("journal",)
