@@ -65,3 +65,19 @@ def test_the_cli_refuses_bad_sinks_with_exit_2_before_training(tmp_path, monkeyp
     assert main(["run", str(path), "--results", "res", "--track", "mlflow"]) == 2
     assert "pip install 'ablate[track]'" in capsys.readouterr().err
     assert not (tmp_path / "res").exists()  # refused before anything ran
+
+
+def test_defaults_stay_local_unless_the_user_configured_a_tracker(tmp_path, monkeypatch):
+    from ablate.tracking.mlflow import tracking_uri
+    from ablate.tracking.wandb import WandbSink
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_PROJECT", raising=False)
+    assert tracking_uri(tmp_path) == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
+    sink = WandbSink(tmp_path, "exp")
+    assert (sink.mode, sink.project) == ("offline", "exp")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://tracker:5000")
+    monkeypatch.setenv("WANDB_MODE", "online")
+    assert tracking_uri(tmp_path) == "http://tracker:5000"
+    assert WandbSink(tmp_path, "exp").mode == "online"
