@@ -112,11 +112,12 @@ class Knob:
     naming the knob and what is allowed; ``token`` is the value's part of the variant id (``""``:
     none) and ``untoken`` reads it back (token -> a value ``parse`` accepts, ``ValueError`` for a
     token that is not this knob's); ``default`` is the baseline's value; ``reaches`` says which
-    builder receives it (``REACHES``); ``text`` is the value in a result column (``parse`` reads
-    it back); ``levels`` lists every value when there are finitely many; ``choices`` gives one
-    line per allowed value for ``ablate knobs``; ``values`` is the registry of a categorical
-    knob's values. ``listed_at_default``: ``Variant.to_dict`` lists the knob even at its default
-    (only the eight original knobs, whose stored run keys hash them).
+    builder receives it (``BUILDERS``, ``PICKED_BY``); ``text`` is the value in a result column
+    (``parse`` reads it back); ``levels`` lists every value when there are finitely many;
+    ``choices`` gives one line per allowed value for ``ablate knobs``; ``values`` is the
+    registry of a categorical knob's values. ``listed_at_default``: ``Variant.to_dict`` lists
+    the knob even at its default (only the eight original knobs, whose stored run keys hash
+    them).
     """
 
     name: str
@@ -146,7 +147,8 @@ def _reads(knob: Knob, token: str) -> bool:
     return True
 
 
-def _parameters(where: str, *kinds: inspect._ParameterKind) -> set[str]:
+def _parameters(where: str, *kinds: Any) -> set[str]:
+    """The names of the parameters of ``where``'s builder of these ``inspect.Parameter`` kinds."""
     params = inspect.signature(BUILDERS[where]).parameters.values()
     return {p.name for p in params if p.kind in kinds}
 
