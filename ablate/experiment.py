@@ -71,7 +71,7 @@ KEY_DOCS: dict[str, tuple[str, str, str]] = {
     "plugins": ("`[]`", "a list of module names or `.py` paths",
                 "imported first, before the rest of the file is read: what they register "
                 "(knob values, knobs, datasets, losses, metrics) is then allowed"),
-    "slurm": ("`{{}}`", "a mapping of `slurm:` keys ([cluster](cluster.md#slurm-keys))",
+    "slurm": ("`{{}}`", "a mapping of `slurm:` keys ([cluster](cluster.md#options-and-slurm-keys))",
               "the resources `ablate launch slurm` asks for"),
 }
 

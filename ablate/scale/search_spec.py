@@ -407,7 +407,7 @@ KEY_DOCS: dict[str, tuple[str, str, str]] = {
     "profile_size": ("`224`", "an integer >= 1", "square input side for params / MACs, pixels"),
     "plugins": ("`[]`", "as in an experiment file",
                 "imported first; stored with the study, so joining workers import them too"),
-    "slurm": ("`{{}}`", "a mapping of `slurm:` keys ([cluster](cluster.md#slurm-keys))",
+    "slurm": ("`{{}}`", "a mapping of `slurm:` keys ([cluster](cluster.md#options-and-slurm-keys))",
               "the resources `ablate launch slurm` asks for"),
 }
 
