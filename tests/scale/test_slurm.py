@@ -146,6 +146,18 @@ def test_status_names_each_ended_task_and_the_log_of_each_that_failed(tmp_path, 
     assert "no launch of 'other'" in capsys.readouterr().err
 
 
+def test_a_search_file_launches_search_workers_and_counts_its_trial_slots(tmp_path, tiny):
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(tiny(slurm={"array": 4, "time": 30})))
+    launch = slurm.plan_launch(path, tmp_path / "r", time=90)
+    assert (launch.kind, launch.name, launch.spec.array, launch.spec.time) == \
+        ("search", "tiny", 4, 90)
+    assert launch.storage == f"sqlite:///{tmp_path / 'r' / 'tiny' / 'study.db'}"
+    slots = open_store(launch.storage).claims("search/tiny/slots")
+    slots.take("1", "slurm::5_0")
+    assert slurm.work_done(launch) == (1, 0, 2)
+
+
 # ---------------------------------------------------------------------------------------------
 # A real single-node SLURM.
 
