@@ -123,13 +123,12 @@ def check_launch(launch: Launch, mounts: str | None = None) -> int:
     the number of nodes of its partition."""
     if importlib.util.find_spec("submitit") is None:
         raise ValueError("ablate launch slurm needs submitit: pip install 'ablate[slurm]'")
-    storage_file(launch.storage)  # an in-memory database is refused
-    if journal_path(launch.storage) is None and \
-            sa.engine.make_url(launch.storage).password is not None:
+    if ":***@" in redact(launch.storage):
         raise ValueError(f"storage {redact(launch.storage)}: a password in the URL would be "
                          f"written into the job files under {launch.folder}; give it through "
                          "PGPASSWORD or ~/.pgpass instead")
     _check_storage(launch)
+    storage_file(launch.storage)  # an in-memory database is refused
     nodes = partition_nodes(launch.spec.partition)
     check_placement(launch.storage, Path(launch.results), nodes,
                     launch.spec.partition or "the default partition", mounts)

@@ -94,6 +94,7 @@ def test_storage_and_results_must_be_shared_by_every_node_of_the_partition(stora
     (["--storage", "postgresql+psycopg://ablate:pw@127.0.0.1:1/none"],
      "a password in the URL would be written into the job files"),
     (["--storage", "sqlite:///:memory:"], "an in-memory SQLite database is private"),
+    (["--storage", "sqlite:/nowhere"], "storage='<unparseable storage URL>' is not allowed"),
 ])
 def test_a_launch_that_cannot_work_is_refused_with_exit_2_before_submitting(
         tmp_path, capsys, monkeypatch, args, message):
