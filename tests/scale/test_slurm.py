@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -307,35 +308,43 @@ def test_an_array_requeued_and_cancelled_mid_cell_runs_every_cell_exactly_once(
                             "threads": 1, "encoder_init": None},
                      slurm={"array": 3, "time": 10})
     exp = load_experiment(exp_file)
-    launch = slurm.plan_launch(exp_file, results, heartbeat=1, grace=4)
-    assert slurm.check_launch(launch) == 1
-    launch = slurm.submit(launch)
-    try:
-        cells = planned_cells(exp, exp.runs())
-        claims = open_store(launch.storage).claims(f"grid/{exp.name}")
-        owners = {f"slurm:ablatetest:{launch.job_id}_{t}": t for t in range(3)}
-        cut: dict[int, tuple[Path, dict]] = {}  # task -> its cell's folder, resume state
-        deadline = time.monotonic() + 150
-        while len(cut) < 2:  # two tasks mid-cell: a checkpoint saved, no row yet
-            assert time.monotonic() < deadline, f"no task got mid-cell: {_squeue(launch.job_id)}"
-            for key, claim in claims.all().items():
-                variant, seed, _ = cells[key]
-                out = run_dir(results / exp.name, variant, seed)
-                state = _checkpoint(out) if claim.state == "running" else None
-                task = owners.get(claim.owner)
-                if state and state["epoch"] < 4 and task not in cut and task is not None:
-                    cut[task] = (out, state)
+    cells = planned_cells(exp, exp.runs())
+    with ThreadPoolExecutor(1) as pool:  # the command waits for the array; the test cuts it
+        launched = pool.submit(main, ["launch", "slurm", str(exp_file), "--results",
+                                      str(results), "--heartbeat", "1", "--grace", "4",
+                                      "--wait", "--poll", "1"])
+        record = results / exp.name / "slurm" / slurm.LAUNCH_FILE
+        while not record.is_file():
+            assert not launched.done(), launched.result()
             time.sleep(0.2)
-        requeued, cancelled = sorted(cut)[:2]
-        assert not (cut[requeued][0] / ROW_FILE).exists()
-        subprocess.run(["scancel", "--signal=USR2", f"{launch.job_id}_{requeued}"], check=True)
-        subprocess.run(["scancel", f"{launch.job_id}_{cancelled}"], check=True)
-        deadline = time.monotonic() + 200
-        while not all(t.state in ("COMPLETED", "CANCELLED") for t in slurm.task_states(launch)):
-            assert time.monotonic() < deadline, f"array still running: {_squeue(launch.job_id)}"
-            time.sleep(1)
-    finally:
-        subprocess.run(["scancel", launch.job_id], capture_output=True)
+        [launch] = slurm.read_launches(results, exp.name)
+        try:
+            claims = open_store(launch.storage).claims(f"grid/{exp.name}")
+            owners = {f"slurm:ablatetest:{launch.job_id}_{t}": t for t in range(3)}
+            cut: dict[int, tuple[Path, dict]] = {}  # task -> its cell's folder, resume state
+            deadline = time.monotonic() + 150
+            while len(cut) < 2:  # two tasks mid-cell: a checkpoint saved, no row yet
+                assert time.monotonic() < deadline, f"none mid-cell: {_squeue(launch.job_id)}"
+                for key, claim in claims.all().items():
+                    variant, seed, _ = cells[key]
+                    out = run_dir(results / exp.name, variant, seed)
+                    state = _checkpoint(out) if claim.state == "running" else None
+                    task = owners.get(claim.owner)
+                    if state and state["epoch"] < 4 and task not in cut and task is not None:
+                        cut[task] = (out, state)
+                time.sleep(0.2)
+            requeued, cancelled = sorted(cut)[:2]
+            assert not (cut[requeued][0] / ROW_FILE).exists()
+            subprocess.run(["scancel", "--signal=USR2", f"{launch.job_id}_{requeued}"],
+                           check=True)
+            subprocess.run(["scancel", f"{launch.job_id}_{cancelled}"], check=True)
+            assert launched.result(timeout=200) == 1  # --wait: every cell done, a task failed
+        finally:
+            subprocess.run(["scancel", launch.job_id], capture_output=True)
+    waited = capsys.readouterr().out
+    assert f"submitted array job {launch.job_id}: 3 worker(s) of experiment arr on partition " \
+           "default (1 node(s))" in waited
+    assert "3 of 3 cells done, 0 running" in waited
 
     assert "Caught signal SIGUSR2" in launch.log(requeued).read_text()
     runs = pd.read_csv(results / exp.name / "runs.csv")
