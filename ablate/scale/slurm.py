@@ -25,8 +25,10 @@ slots) done from the claims.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
+import io
 import json
 import os
 import pickle
@@ -254,7 +256,12 @@ def submit(launch: Launch) -> Launch:
         cpus_per_task=spec.cpus_per_task, gpus_per_node=spec.gpus or None, mem=spec.mem,
         account=spec.account, qos=spec.qos, setup=list(spec.setup),
         signal_delay_s=min(90, 15 * spec.time), additional_parameters={"requeue": True})
-    jobs = executor.map_array(ArrayWorker(launch), range(spec.array))
+    try:  # submitit also prints sbatch's complaint: it is in our message instead
+        with contextlib.redirect_stderr(io.StringIO()):
+            jobs = executor.map_array(ArrayWorker(launch), range(spec.array))
+    except submitit.core.utils.UncompletedJobError as exc:
+        raise ValueError(f"sbatch refused the array: {' '.join(str(exc).split())[-500:]}") \
+            from None
     job_id = jobs[0].job_id.split("_")[0]
     done = dataclasses.replace(
         launch, job_id=job_id,

@@ -280,13 +280,19 @@ def _squeue(job: str) -> str:
 
 
 @pytest.mark.slow
-def test_a_partition_slurm_does_not_know_is_refused_with_exit_2(slurm_conf, tmp_path, capsys,
-                                                                monkeypatch):
+def test_an_unknown_partition_or_an_array_sbatch_refuses_exits_2(slurm_conf, tmp_path, capsys,
+                                                                 monkeypatch):
     monkeypatch.setenv("SLURM_CONF", str(slurm_conf))
     assert main(["launch", "slurm", str(_tiny(tmp_path)), "--results", str(tmp_path / "r"),
                  "--partition", "gpu"]) == 2
     err = capsys.readouterr().err
     assert "partition='gpu' is not allowed (SLURM does not list it); allowed: debug" in err
+    assert main(["launch", "slurm", str(_tiny(tmp_path)), "--results", str(tmp_path / "r"),
+                 "--mem", "64T"]) == 2  # more than the node has: sbatch refuses it
+    err = capsys.readouterr().err
+    assert err.startswith("ablate: error: sbatch refused the array: sbatch: error: Memory "
+                          "specification can not be satisfied") and len(err.splitlines()) == 1
+    assert not (tmp_path / "r" / "tiny" / "slurm" / slurm.LAUNCH_FILE).exists()
 
 
 def _checkpoint(out: Path) -> dict | None:
