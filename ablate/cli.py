@@ -28,7 +28,7 @@ from .scale.storage import DEFAULT_HEARTBEAT_S, open_store, redact
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 #: The commands that build variants or read experiments: they take ``--plugin``.
-PLUGIN_COMMANDS = ("knobs", "profile", "train", "run", "report", "search", "worker")
+PLUGIN_COMMANDS = ("knobs", "profile", "train", "run", "report", "search", "worker", "launch")
 
 
 def _command(name: str):
@@ -363,6 +363,36 @@ def _worker(args: argparse.Namespace) -> int:
     return 0 if complete >= spec.trials else 1
 
 
+@_command("launch")
+def _launch(args: argparse.Namespace) -> int:
+    from .scale import slurm
+
+    if args.launch_command == "status":
+        launches = slurm.read_launches(args.results, args.name)
+        if not launches:
+            print(f"no launch under {args.results} (ablate launch slurm FILE makes one)")
+        tasks = [slurm.task_states(launch) for launch in launches]
+        for launch, states in zip(launches, tasks):
+            print(slurm.status_text(launch, states))
+        return 1 if any(t.failed for states in tasks for t in states) else 0
+    options = {k: getattr(args, k) for k in ("partition", "time", "cpus_per_task", "gpus", "mem",
+                                             "array", "account", "qos")}
+    launch = slurm.plan_launch(args.file, args.results, args.storage, args.heartbeat, args.grace,
+                               tuple(args.plugin), **options)
+    nodes = slurm.check_launch(launch)
+    launch = slurm.submit(launch)
+    print(f"submitted array job {launch.job_id}: {launch.spec.array} worker(s) of {launch.kind} "
+          f"{launch.name} on partition {launch.spec.partition or 'default'} ({nodes} node(s)), "
+          f"storage {redact(launch.storage)}\nlogs: {launch.folder}\n"
+          f"follow: ablate launch status {launch.name} --results {args.results}")
+    if not args.wait:
+        return 0
+    tasks = slurm.wait(launch, args.poll)
+    print(slurm.status_text(launch, tasks))
+    done, _, total = slurm.work_done(launch)
+    return 0 if done == total and not any(t.failed for t in tasks) else 1
+
+
 # ---------------------------------------------------------------------------------------------
 # Generated docs: each block of docs/*.md that a registry owns, and the function that writes it.
 
@@ -395,6 +425,7 @@ GENERATED: dict[str, tuple[str, Callable[[], str]]] = {
     "costs": ("experiments.md", _lazy("results:costs_markdown")),
     "search-keys": ("search.md", _lazy("scale.search_spec:keys_markdown")),
     "sinks": ("tracking.md", _lazy("tracking.sinks:sinks_markdown")),
+    "slurm-keys": ("cluster.md", _lazy("scale.slurm_spec:keys_markdown")),
 }
 DOCS_DIR = Path(__file__).resolve().parents[1] / "docs"
 
@@ -459,6 +490,43 @@ def _add_pool_parsers(sub) -> None:
                             help="seconds without heartbeats before a worker is taken for dead: "
                                  "its slot or run is taken over, its trial failed and retried "
                                  "(default 2 x heartbeat)")
+
+
+def _add_launch_parsers(sub) -> None:
+    """``launch slurm FILE`` (an array of workers through submitit) and ``launch status``."""
+    launch = sub.add_parser("launch", help="start workers on a cluster and follow them")
+    kinds = launch.add_subparsers(dest="launch_command", required=True)
+    p = kinds.add_parser("slurm", help="submit a SLURM job array of workers for an experiment "
+                                       "or search file (docs/cluster.md)")
+    p.add_argument("file", type=Path, help="experiment or search YAML file")
+    p.add_argument("--partition", help="SLURM partition (default: the file's slurm: key, else "
+                                       "the cluster's default)")
+    p.add_argument("--time", type=int, help="minutes per array task (default 60); a task that "
+                                            "reaches it is checkpointed and requeued")
+    p.add_argument("--cpus-per-task", type=int, help="CPU cores per array task (default 1)")
+    p.add_argument("--gpus", type=int, help="GPUs per array task (default 0)")
+    p.add_argument("--mem", help="memory per array task, e.g. 16G (default: SLURM's)")
+    p.add_argument("--array", type=int, help="array tasks: workers (default 2)")
+    p.add_argument("--account", help="SLURM account")
+    p.add_argument("--qos", help="SLURM quality of service")
+    p.add_argument("--storage", help="storage URL the tasks share (default: the search file's, "
+                                     "else results/<name>/study.db or grid.db): journal:PATH, "
+                                     "postgresql+psycopg://USER@HOST/DB, sqlite:///PATH (one "
+                                     "node, local disk)")
+    p.add_argument("--heartbeat", type=float, default=DEFAULT_HEARTBEAT_S,
+                   help=f"seconds between a worker's heartbeats (default {DEFAULT_HEARTBEAT_S})")
+    p.add_argument("--grace", type=float, help="seconds without heartbeats before a worker is "
+                                               "taken for dead (default 2 x heartbeat)")
+    p.add_argument("--wait", action="store_true", help="wait until no task is queued or "
+                                                       "running, then print the status")
+    p.add_argument("--poll", type=float, default=10.0,
+                   help="with --wait: seconds between looks at the queue (default 10)")
+    _add_plugin_arg(p)
+    status = kinds.add_parser("status", help="the tasks of a launch and the work done")
+    status.add_argument("name", nargs="?", help="experiment or study name (default: every "
+                                                "launch under --results)")
+    for parser in (p, status):
+        parser.add_argument("--results", type=Path, default=Path("results"), help="results root")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -531,6 +599,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--smoke", action="store_true",
                    help="tiny sizes, one variant, seconds (checks the outputs, not the speed)")
     _add_pool_parsers(sub)
+    _add_launch_parsers(sub)
 
     p = sub.add_parser("docs", help="rewrite the generated blocks of docs/*.md from the registries")
     p.add_argument("--check", action="store_true",

@@ -17,6 +17,7 @@ the variants to compare, each given as overrides of the baseline, or as a grid o
     grid: {pool: [MAA, AAM]}        # optional: every combination, on top of the baseline
     profile_size: 224               # square input side for params / MACs (default 224)
     metric: dice                    # what the summary compares
+    slurm: {partition: gpu, array: 4}   # optional: ablate launch slurm (ablate.scale.slurm_spec)
 
 Every error names the file, the key and what is allowed. YAML is read with ``safe_load``.
 The plugins are imported before anything else of the file is read, so the knob values, knobs,
@@ -40,10 +41,11 @@ from .config import PRESETS, TrainConfig, load_config
 from .data import DATASETS, DataSpec
 from .evaluation.metrics import DEFAULT_METRIC, METRICS
 from .models.variant import Variant
+from .scale.slurm_spec import SlurmSpec, parse_slurm
 from .tracking import SINKS, check_sinks
 
 KEYS = ("name", "description", "dataset", "preset", "train", "seeds", "baseline", "variants",
-        "grid", "profile_size", "metric", "equivalence", "plugins", "tracking")
+        "grid", "profile_size", "metric", "equivalence", "plugins", "tracking", "slurm")
 
 #: Each key's default, allowed values and meaning, for the generated key table of
 #: docs/experiments.md (``{name}`` fields are filled from the registries the key is checked
@@ -73,6 +75,8 @@ KEY_DOCS: dict[str, tuple[str, str, str]] = {
     "tracking": ("`[]`", "a list of {sinks}",
                  "experiment trackers each run, variant aggregate and report is copied to "
                  "(docs/tracking.md); never part of a run key"),
+    "slurm": ("`{{}}`", "a mapping of `slurm:` keys ([cluster](cluster.md#options-and-slurm-keys))",
+              "the resources `ablate launch slurm` asks for"),
 }
 
 
@@ -120,6 +124,7 @@ class Experiment:
     equivalence: tuple[tuple[str, float], ...] = ()  # (metric, margin) pairs
     plugins: tuple[str, ...] = ()  # as given; imported when the file was read
     tracking: tuple[str, ...] = ()  # tracker sinks (ablate.tracking); results do not depend on it
+    slurm: SlurmSpec = SlurmSpec()  # what ``ablate launch slurm`` asks for; no part of a run
 
     def runs(self) -> list[tuple[Variant, int]]:
         """Every (variant, seed) cell that may run, seed-major so each seed's comparison
@@ -203,11 +208,13 @@ def parse_experiment(raw: Mapping[str, Any], default_name: str = "experiment",
                               f"allowed: {', '.join(METRICS.names())}")
     equivalence = at("equivalence", _margins, raw.get("equivalence") or {})
     tracking = at("tracking", check_sinks, raw.get("tracking") or [])
+    slurm = at("slurm", parse_slurm, raw.get("slurm"))
     return Experiment(name=name, data=data, preset=preset, config=config, seeds=seeds,
                       baseline=baseline, variants=tuple(dict.fromkeys(variants)),
                       profile_size=profile_size, metric=metric,
                       description=str(raw.get("description", "")), adaptive=adaptive,
-                      equivalence=equivalence, plugins=plugins, tracking=tracking)
+                      equivalence=equivalence, plugins=plugins, tracking=tracking,
+                      slurm=slurm)
 
 
 def import_plugins(raw: Mapping[str, Any], source: str,

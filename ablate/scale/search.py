@@ -124,21 +124,24 @@ class _Worker:
 
 def run_search(spec: SearchSpec, store: Store, results_dir: str | Path = "results",
                progress: bool | None = None, cache_dir: str | Path = CACHE_DIR,
-               sampler_seed: int | None = None, log: Callable[[str], None] | None = None) -> int:
+               sampler_seed: int | None = None, log: Callable[[str], None] | None = None,
+               owner: str | None = None) -> int:
     """Work on the study until it has ``spec.trials`` complete trials; return how many it has.
 
     Any number of workers (processes, machines) can run this on one store at once: each free
     slot among the asked trials is claimed by one worker and filled by one trial taken for it,
     so the study ends with exactly ``spec.trials`` complete trials, no trial runs twice, and no
     variant is trained twice. Stops early, with fewer, once the study holds ``spec.max_trials``
-    finished trials.
+    finished trials. ``owner`` names this worker in the claims (default: a new ``worker_id()``);
+    a worker restarted under the same name takes its slot back at once and settles it (its
+    unfinished trial is failed as lost and retried, resuming the variant's checkpoint).
     """
     exp_dir = Path(results_dir) / spec.name
     exp_dir.mkdir(parents=True, exist_ok=True)
     study = open_study(spec, store, sampler_seed)
     log = log or tqdm.write
     ledger = Ledger(study, store)
-    me = worker_id()
+    me = owner or worker_id()
     _enqueue_baseline(spec, store, study, me)
     worker = _Worker(spec, store, exp_dir, load_dataset(spec.data_spec, cache_dir),
                      Tracking(spec.tracking, exp_dir, spec.name, log))
@@ -193,7 +196,10 @@ def _run_trial(study: optuna.Study, taken: Taken, worker: _Worker,
         state = TrialState.FAIL
     except UpdateFinishedTrialError:
         state = None
-    except BaseException:
+    # Not an interruption (SystemExit of a SLURM requeue, Ctrl-C): that leaves the trial
+    # running, its slot is released, and the slot's next holder fails it as lost and retries
+    # it, resuming the variant's checkpoint.
+    except Exception:
         study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
         raise
     ended = None if state is None else study.tell(trial, values, state, skip_if_finished=True)

@@ -25,7 +25,7 @@ from ablate.common.faults import FAULT_ENV, FAULTS
 from ablate.data import load_dataset
 from ablate.results import ROW_FILE, run_dir
 from ablate.scale import search
-from ablate.scale.ledger import Ledger
+from ablate.scale.ledger import LOST_ATTR, Ledger
 from ablate.scale.search import run_search
 from ablate.scale.search_report import epochs_saved, trials_table, write_search_report
 from ablate.scale.search_spec import load_search, parse_search
@@ -213,6 +213,32 @@ def _check_search_ended_exactly(spec, url: str, trained: Counter, table: pd.Data
     named = [int(n) for e in table["error"].dropna() for n in re.findall(r"retried as trial "
                                                                          r"(\d+)", e)]
     assert all(state[n] in ("COMPLETE", "PRUNED", "FAIL") for n in named), f"{case}: {named}"
+
+
+@pytest.mark.slow
+def test_an_interrupted_worker_gives_its_slot_back_and_its_trial_is_retried(tiny, tiny_store,
+                                                                           fake_training,
+                                                                           monkeypatch, tmp_path):
+    """SystemExit mid-training (what a SLURM requeue raises through submitit) is no trial
+    failure: the trial stays running, its slot is free at once, and the next worker settles it
+    as lost and retries it."""
+    spec, fake = parse_search(tiny(trials=2)), runner.run_one
+
+    def interrupted(*args, **kwargs):
+        monkeypatch.setattr(runner, "run_one", fake)
+        raise SystemExit(-1)
+
+    monkeypatch.setattr(runner, "run_one", interrupted)
+    with pytest.raises(SystemExit):
+        run_search(spec, tiny_store, tmp_path / "results", progress=False)
+    [cut] = optuna.load_study(study_name="tiny", storage=tiny_store.optuna).trials
+    assert cut.state == optuna.trial.TrialState.RUNNING
+    assert tiny_store.claims("search/tiny/slots").all() == {}  # given back, not held
+    assert run_search(spec, tiny_store, tmp_path / "results", progress=False) == 2
+    trials = optuna.load_study(study_name="tiny", storage=tiny_store.optuna).trials
+    assert trials[0].state == optuna.trial.TrialState.FAIL and LOST_ATTR in trials[0].system_attrs
+    retry = next(t for t in trials if t.system_attrs.get("failed_trial") == cut.number)
+    assert retry.state == optuna.trial.TrialState.COMPLETE and retry.params == cut.params
 
 
 SEARCH_FAULTS = [p for p in FAULTS.names() if "search" in FAULTS.meta(p)["where"]]
