@@ -196,11 +196,31 @@ def _run(args: argparse.Namespace) -> int:
     from .experiment import load_experiment
     from .results import OK
     from .runner import run_experiment
+    from .scale.jobs import check_jobs, local_jobs, run_jobs
 
+    given = {name: check_jobs(f"--{name.replace('_', '-')}", getattr(args, name))
+             for name in ("jobs", "jobs_per_gpu") if getattr(args, name) is not None}
     failed = 0
     for path in args.experiments:
         exp = load_experiment(path)
-        runs = run_experiment(exp, args.results, retry_failed=args.retry_failed)
+        jobs, device = local_jobs(exp, given.get("jobs", exp.jobs), given.get("jobs_per_gpu"))
+        if len(jobs) == 1:
+            runs = run_experiment(exp, args.results, retry_failed=args.retry_failed)
+        else:
+            if args.retry_failed:
+                raise ValueError(f"--retry-failed is not allowed with {len(jobs)} jobs; "
+                                 "allowed: with --jobs 1 (failed rows are redone in one process)")
+            done = run_jobs(path, exp, jobs, device, args.results, plugins=args.plugin)
+            runs, failed = done.runs, failed + len(done.died) + done.missing
+            if done.stopped:
+                print(f"ablate: stopped; {len(runs)} finished run(s) kept in "
+                      f"{Path(args.results) / exp.name}", file=sys.stderr)
+                return 130
+            if done.missing:
+                print(f"ablate: {done.missing} run(s) of {exp.name} not run; run again to finish "
+                      "them", file=sys.stderr)
+            if runs.empty:
+                continue
         exp_dir = Path(args.results) / exp.name
         report = write_report(exp_dir, runs, exp.baseline.id, exp.metric,
                               title=f"{exp.name}: {exp.description}" if exp.description else None,
@@ -284,6 +304,8 @@ def _search(args: argparse.Namespace) -> int:
 
 @_command("worker")
 def _worker(args: argparse.Namespace) -> int:
+    import dataclasses
+
     import optuna
 
     from .experiment import load_experiment
@@ -298,6 +320,8 @@ def _worker(args: argparse.Namespace) -> int:
         raise ValueError("give one of: a search file, --study NAME, or --experiment FILE")
     if args.experiment:
         exp = load_experiment(args.experiment)
+        if args.threads is not None:
+            exp = dataclasses.replace(exp, config=exp.config.replace(threads=args.threads))
         url = args.storage or f"sqlite:///{args.results / exp.name / 'grid.db'}"
         store = open_store(url, args.heartbeat, args.grace)
         most = "at most " if exp.adaptive else ""
@@ -400,6 +424,8 @@ def _add_pool_parsers(sub) -> None:
     workers.add_argument("--study", help="join this running study (its settings are stored)")
     workers.add_argument("--experiment", type=Path,
                          help="experiment YAML: run its (variant, seed) cells, each exactly once")
+    workers.add_argument("--threads", type=int, help="--experiment: train with this many CPU "
+                         "threads (its train: threads; part of every run key)")
     for parser in (p, workers):
         _add_plugin_arg(parser)
         parser.add_argument("--storage", help="Optuna storage URL: sqlite:///PATH (default "
@@ -461,6 +487,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--results", type=Path, default=Path("results"), help="results root")
         if name == "run":
             p.add_argument("--retry-failed", action="store_true", help="redo failed runs")
+            p.add_argument("--jobs", metavar="N", help="worker processes that share the cells "
+                           "(default: the experiment's jobs:, else 1); docs/parallel.md")
+            p.add_argument("--jobs-per-gpu", metavar="K", help="CUDA: K jobs per visible GPU "
+                           "(N = GPUs x K unless --jobs is given)")
         _add_plugin_arg(p)
 
     p = sub.add_parser("bench", help="speed: latency, images/s, memory; harness vs a bare loop "

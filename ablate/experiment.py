@@ -17,6 +17,7 @@ the variants to compare, each given as overrides of the baseline, or as a grid o
     grid: {pool: [MAA, AAM]}        # optional: every combination, on top of the baseline
     profile_size: 224               # square input side for params / MACs (default 224)
     metric: dice                    # what the summary compares
+    jobs: 2                         # optional: worker processes of `ablate run` (--jobs)
 
 Every error names the file, the key and what is allowed. YAML is read with ``safe_load``.
 The plugins are imported before anything else of the file is read, so the knob values, knobs,
@@ -42,7 +43,7 @@ from .evaluation.metrics import DEFAULT_METRIC, METRICS
 from .models.variant import Variant
 
 KEYS = ("name", "description", "dataset", "preset", "train", "seeds", "baseline", "variants",
-        "grid", "profile_size", "metric", "equivalence", "plugins")
+        "grid", "profile_size", "metric", "equivalence", "plugins", "jobs")
 
 #: Each key's default, allowed values and meaning, for the generated key table of
 #: docs/experiments.md (``{name}`` fields are filled from the registries the key is checked
@@ -69,6 +70,8 @@ KEY_DOCS: dict[str, tuple[str, str, str]] = {
     "plugins": ("`[]`", "a list of module names or `.py` paths",
                 "imported first, before the rest of the file is read: what they register "
                 "(knob values, knobs, datasets, losses, metrics) is then allowed"),
+    "jobs": ("`1`", "an integer >= 1", "worker processes `ablate run` trains the cells in "
+             "(`--jobs` overrides it; [parallel](parallel.md))"),
 }
 
 
@@ -115,6 +118,7 @@ class Experiment:
     adaptive: AdaptiveSeeds | None = None
     equivalence: tuple[tuple[str, float], ...] = ()  # (metric, margin) pairs
     plugins: tuple[str, ...] = ()  # as given; imported when the file was read
+    jobs: int | None = None        # worker processes of `ablate run`; None: not given (one)
 
     def runs(self) -> list[tuple[Variant, int]]:
         """Every (variant, seed) cell that may run, seed-major so each seed's comparison
@@ -197,11 +201,14 @@ def parse_experiment(raw: Mapping[str, Any], default_name: str = "experiment",
         raise ExperimentError(f"{source}: metric: {metric!r} is not allowed; "
                               f"allowed: {', '.join(METRICS.names())}")
     equivalence = at("equivalence", _margins, raw.get("equivalence") or {})
+    jobs = raw.get("jobs")
+    if jobs is not None:
+        at("jobs", _positive_int, jobs, "jobs")
     return Experiment(name=name, data=data, preset=preset, config=config, seeds=seeds,
                       baseline=baseline, variants=tuple(dict.fromkeys(variants)),
                       profile_size=profile_size, metric=metric,
                       description=str(raw.get("description", "")), adaptive=adaptive,
-                      equivalence=equivalence, plugins=plugins)
+                      equivalence=equivalence, plugins=plugins, jobs=jobs)
 
 
 def import_plugins(raw: Mapping[str, Any], source: str,
