@@ -145,7 +145,7 @@ def run_jobs(path: str | Path, exp: Experiment, jobs: Sequence[Job], device: str
              heartbeat: float = DEFAULT_HEARTBEAT_S) -> JobsResult:
     """Run the cells of experiment ``exp`` (read from ``path``) in ``jobs``; see the module
     docstring. ``device`` is the experiment's device as resolved here."""
-    log = log or tqdm.write
+    log = log or (lambda line: tqdm.write(line, file=sys.stderr))
     exp_dir = Path(results_dir) / exp.name
     logs = exp_dir / JOBS_DIR
     logs.mkdir(parents=True, exist_ok=True)
