@@ -2,13 +2,14 @@
 trained by ``ablate run --jobs`` (``ablate.scale.jobs``), which ``make ablation``'s ``JOBS``
 follows.
 
-The cells: ``jobs_cells(settings)`` seeds of the first variant on ``shapes`` at the bench's image
-size and batch, ``JOBS_EPOCHS`` epochs of ``settings.steps`` batches, no encoder init. Each
-setting trains them from scratch into a fresh results folder through ``run_jobs`` (so both
-sides pay their processes' start), in alternating rounds after one untimed warm-up (which also
-fills the decode-once cache); speed-up = wall time of one job / of N jobs, per round. On the CPU
-the settings are one job with every thread and N jobs of ``T // N`` threads (N: 2, 4, ... up to
-the T threads); on CUDA, 1, 2 and 4 jobs on the one GPU.
+The cells: ``settings.jobs_cells`` seeds (at least as many as the most jobs compared) of the
+first variant on ``shapes`` at the bench's image size and batch, ``JOBS_EPOCHS`` epochs of
+``settings.steps`` batches, no encoder init. Each setting trains them from scratch into a fresh
+results folder through ``run_jobs`` (so both sides pay their processes' start), in alternating
+rounds after one untimed warm-up (which also fills the decode-once cache); speed-up = wall time
+of one job / of N jobs, per round. On the CPU the settings are one job with every thread and N
+jobs of ``T // N`` threads (N: 2, 4, ... up to the T threads); on CUDA, 1, 2 and 4 jobs on the
+one GPU.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def jobs_rows(variant: Variant, device: torch.device, settings: BenchSettings) -
     """Wall time of the same cells per setting, and each setting's speed-up over one job."""
     threads = settings.threads or cores()
     counts = job_counts(device, threads)
-    cells = max(4, counts[-1])
+    cells = max(settings.jobs_cells, counts[-1])
     where = "cuda:0" if device.type == "cuda" else "cpu"
     plans = [plan_jobs(n, None, where, 0, threads) for n in counts]
     with tempfile.TemporaryDirectory(prefix="ablate-bench-jobs-") as tmp:

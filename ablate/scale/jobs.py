@@ -235,10 +235,11 @@ def _cells(exp: Experiment, exp_dir: Path, spec) -> dict[str, tuple[Any, int, st
 
 def _reuse(exp: Experiment, cell: tuple[Any, int, str], results_dir: Path) -> None:
     """Copy a cell's identical finished run from another experiment, as ``ablate run`` does
-    (grid workers do not), before the jobs start."""
+    (grid workers do not), before the jobs start; a cell with a folder of its own is left to
+    its job (``run_cell`` keeps, resumes or replaces it)."""
     variant, seed, key = cell
     out = run_dir(results_dir / exp.name, variant, seed)
-    if not runner.is_finished(out, key, retry_failed=False):
+    if not out.exists():
         runner.reuse_run(results_dir, variant, seed, out, key, exp.name)
 
 

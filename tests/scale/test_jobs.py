@@ -161,6 +161,13 @@ def test_two_jobs_give_the_rows_of_one_process_bit_for_bit(tmp_path, monkeypatch
     logs = sorted((tmp_path / "results" / "tiny" / "jobs").glob("*.log"))
     assert [p.name for p in logs] == ["1.log", "2.log"]
     assert sum(p.read_text().count("\nran ") for p in logs) == 2  # each cell once
+    twin = tmp_path / "twin.yaml"  # the same cells in another experiment: copied, not trained
+    twin.write_text(path.read_text().replace("name: tiny", "name: twin"))
+    proc = _ablate(tmp_path, "run", str(twin), "--jobs", "2")
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out + err
+    assert list(pd.read_csv(tmp_path / "results" / "twin" / "runs.csv")["reused_from"]) == \
+        ["tiny", "tiny"]
 
 
 @pytest.mark.slow
