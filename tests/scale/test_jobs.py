@@ -56,6 +56,21 @@ def test_cuda_jobs_go_round_robin_over_the_visible_gpus():
         plan_jobs(None, 2, "cpu", 0, 8, ())
 
 
+def test_local_jobs_on_a_cuda_device_spread_over_its_gpus(monkeypatch):
+    import torch
+
+    from ablate.scale import jobs
+
+    monkeypatch.setattr(jobs, "resolve_device", lambda name: torch.device("cuda"))
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,7")
+    exp = parse_experiment(TINY, "tiny")
+    planned, device = jobs.local_jobs(exp, None, 2)
+    assert device == "cuda" and [j.gpu for j in planned] == ["2", "7", "2", "7"]
+    assert {j.threads for j in planned} == {1}  # the experiment's threads: 1
+    assert jobs.job_experiment(exp, planned[0], device) is exp  # GPU keys keep their threads
+
+
 def test_visible_gpus_follow_cuda_visible_devices():
     assert visible_gpus(2, {}) == ["0", "1"]
     assert visible_gpus(2, {"CUDA_VISIBLE_DEVICES": "4, 6"}) == ["4", "6"]
@@ -190,11 +205,12 @@ def test_a_job_killed_mid_run_is_reported_and_its_cell_finished_by_the_other(tmp
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_every_job_and_gives_their_cells_back(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_stops_every_job_and_gives_their_cells_back(tmp_path, sig):
     path = _write(tmp_path, epochs=50)
     proc = _ablate(tmp_path, "run", str(path), "--jobs", "2")
     pids = _running_owners(tmp_path, 2, proc)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     out, err = proc.communicate(timeout=180)
     assert proc.returncode == 130, out + err
     assert "stopped; 0 finished run(s) kept" in err
