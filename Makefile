@@ -19,10 +19,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Under CI, also try to provide a PostgreSQL server for the multi-machine search test
-# (skipped with a reason where none can be had).
+# Under CI, also try to provide a PostgreSQL server for the multi-machine search test and
+# SLURM for the job-array test (each skipped with a reason where none can be had).
 test: $(STAMP)
-	@if [ -n "$$CI" ]; then bash .ci/postgres.sh || true; fi
+	@if [ -n "$$CI" ]; then bash .ci/postgres.sh || true; bash .ci/slurm.sh || true; fi
 	$(BIN)/python -m pytest -q
 
 # The suite without the end-to-end trainings (marked slow): seconds per file, for a quick loop.

@@ -11,6 +11,7 @@ values it registers have their flags (``ablate.common.plugins``).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import json
 import sys
@@ -27,7 +28,7 @@ from .scale.storage import DEFAULT_HEARTBEAT_S, open_store, redact
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 #: The commands that build variants or read experiments: they take ``--plugin``.
-PLUGIN_COMMANDS = ("knobs", "profile", "train", "run", "report", "search", "worker")
+PLUGIN_COMMANDS = ("knobs", "profile", "train", "run", "report", "search", "worker", "launch")
 
 
 def _command(name: str):
@@ -41,6 +42,53 @@ def _add_plugin_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                         help="import this module (a name on sys.path or a .py file) first; "
                              "repeatable")
+
+
+def _add_track_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--track", action="append", default=[], metavar="SINK",
+                        help="also log to this experiment tracker (tensorboard, mlflow, wandb; "
+                             "docs/tracking.md), on top of the file's tracking:; repeatable")
+
+
+def _with_tracking(exp, names: list[str]):
+    """``exp`` with the ``--track`` sinks added (validated: known, and installed)."""
+    from .tracking import check_sinks
+
+    if not names:
+        return exp
+    try:
+        tracking = check_sinks([*exp.tracking, *names])
+    except ValueError as exc:
+        raise ValueError(f"--track: {exc}") from None
+    return dataclasses.replace(exp, tracking=tracking)
+
+
+def _report_and_publish(exp, exp_dir: Path, runs):
+    """Write ``exp``'s report from ``runs``, publish it to its trackers; return the report's
+    path and the summary."""
+    from .analysis.report import write_report
+    from .analysis.stats import summarize
+    from .tracking.cell import Tracking
+    from .tracking.study import publish
+
+    report = write_report(exp_dir, runs, exp.baseline.id, exp.metric,
+                          title=f"{exp.name}: {exp.description}" if exp.description else None,
+                          equivalence=exp.margins(), looks=exp.looks)
+    summary = summarize(runs, exp.baseline.id, exp.metric,
+                        margin=exp.margins().get(exp.metric), looks=exp.looks)
+    if exp.tracking:
+        tracking = Tracking(exp.tracking, exp_dir, exp.name)
+        publish(tracking, exp_dir, exp.config, runs, summary, report)
+        for sink in tracking.sinks:
+            print(f"tracked: {sink.where()}")
+        tracking.close()
+    return report, summary
+
+
+def _pass_on(args: argparse.Namespace, *names: str) -> list[str]:
+    """The repeatable options ``names`` as given, for a command this one starts."""
+    return [a for name in names for value in getattr(args, name)
+            for a in (f"--{name}", value)]
 
 
 def _preload_plugins(argv: list[str]) -> None:
@@ -190,8 +238,7 @@ def _train(args: argparse.Namespace) -> int:
 
 @_command("run")
 def _run(args: argparse.Namespace) -> int:
-    from .analysis.report import write_report
-    from .analysis.stats import convergence_warning, summarize
+    from .analysis.stats import convergence_warning
     from .analysis.tables import format_summary
     from .experiment import load_experiment
     from .results import OK
@@ -202,7 +249,7 @@ def _run(args: argparse.Namespace) -> int:
              for name in ("jobs", "jobs_per_gpu") if getattr(args, name) is not None}
     failed = 0
     for path in args.experiments:
-        exp = load_experiment(path)
+        exp = _with_tracking(load_experiment(path), args.track)
         jobs, device = local_jobs(exp, given.get("jobs", exp.jobs), given.get("jobs_per_gpu"))
         if len(jobs) == 1:
             runs = run_experiment(exp, args.results, retry_failed=args.retry_failed)
@@ -210,7 +257,8 @@ def _run(args: argparse.Namespace) -> int:
             if args.retry_failed:
                 raise ValueError(f"--retry-failed is not allowed with {len(jobs)} jobs; "
                                  "allowed: with --jobs 1 (failed rows are redone in one process)")
-            done = run_jobs(path, exp, jobs, device, args.results, plugins=args.plugin)
+            done = run_jobs(path, exp, jobs, device, args.results,
+                           worker_args=_pass_on(args, "plugin", "track"))
             runs, failed = done.runs, failed + len(done.died) + done.missing
             if done.stopped:
                 print(f"ablate: stopped; {len(runs)} finished run(s) kept in "
@@ -222,11 +270,7 @@ def _run(args: argparse.Namespace) -> int:
             if runs.empty:
                 continue
         exp_dir = Path(args.results) / exp.name
-        report = write_report(exp_dir, runs, exp.baseline.id, exp.metric,
-                              title=f"{exp.name}: {exp.description}" if exp.description else None,
-                              equivalence=exp.margins(), looks=exp.looks)
-        summary = summarize(runs, exp.baseline.id, exp.metric,
-                            margin=exp.margins().get(exp.metric), looks=exp.looks)
+        report, summary = _report_and_publish(exp, exp_dir, runs)
         print(f"\n{exp.name} ({len(runs)} runs)\n")
         warning = convergence_warning(summary)
         if warning:
@@ -241,18 +285,15 @@ def _run(args: argparse.Namespace) -> int:
 
 @_command("report")
 def _report(args: argparse.Namespace) -> int:
-    from .analysis.report import write_report
     from .experiment import load_experiment
     from .results import load_runs
 
     for path in args.experiments:
-        exp = load_experiment(path)
+        exp = _with_tracking(load_experiment(path), args.track)
         exp_dir = Path(args.results) / exp.name
         if not (exp_dir / "runs.csv").is_file():
             raise FileNotFoundError(f"no stored runs in {exp_dir}; run `ablate run {path}` first")
-        report = write_report(exp_dir, load_runs(exp_dir), exp.baseline.id, exp.metric,
-                              title=f"{exp.name}: {exp.description}" if exp.description else None,
-                              equivalence=exp.margins(), looks=exp.looks)
+        report, _ = _report_and_publish(exp, exp_dir, load_runs(exp_dir))
         print(report)
     return 0
 
@@ -286,16 +327,24 @@ def _search(args: argparse.Namespace) -> int:
     from .scale.search import default_storage, run_search
     from .scale.search_report import write_search_report
     from .scale.search_spec import load_search
+    from .tracking.cell import Tracking
+    from .tracking.study import publish_search
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     spec = load_search(args.search).with_plugins(args.plugin)  # stored with the study
+    spec = spec.with_tracking(_with_tracking(spec.experiment, args.track).tracking)
     url = args.storage or spec.storage or default_storage(spec.name, args.results)
     store = open_store(url, args.heartbeat, args.grace)
     print(f"study {spec.name} in {redact(url)}: {spec.trials} complete trials asked")
     complete = spec.trials
     if not args.report_only:
         complete = run_search(spec, store, args.results, sampler_seed=spec.seed)
-    print(f"report: {write_search_report(spec, store, args.results)}")
+    report = write_search_report(spec, store, args.results)
+    print(f"report: {report}")
+    if spec.tracking:
+        tracking = Tracking(spec.tracking, report.parent, spec.name)
+        publish_search(tracking, report.parent, report)
+        tracking.close()
     if complete < spec.trials:
         print(f"ablate: {complete} of {spec.trials} trials complete", file=sys.stderr)
         return 1
@@ -304,8 +353,6 @@ def _search(args: argparse.Namespace) -> int:
 
 @_command("worker")
 def _worker(args: argparse.Namespace) -> int:
-    import dataclasses
-
     import optuna
 
     from .experiment import load_experiment
@@ -319,7 +366,7 @@ def _worker(args: argparse.Namespace) -> int:
     if len(given) != 1:
         raise ValueError("give one of: a search file, --study NAME, or --experiment FILE")
     if args.experiment:
-        exp = load_experiment(args.experiment)
+        exp = _with_tracking(load_experiment(args.experiment), args.track)
         if args.threads is not None:
             exp = dataclasses.replace(exp, config=exp.config.replace(threads=args.threads))
         url = args.storage or f"sqlite:///{args.results / exp.name / 'grid.db'}"
@@ -338,10 +385,41 @@ def _worker(args: argparse.Namespace) -> int:
         spec = load_search(args.search).with_plugins(args.plugin)
         url = args.storage or spec.storage or default_storage(spec.name, args.results)
         store = open_store(url, args.heartbeat, args.grace)
+    spec = spec.with_tracking(_with_tracking(spec.experiment, args.track).tracking)
     print(f"study {spec.name} in {redact(url)}: {spec.trials} complete trials asked")
     complete = run_search(spec, store, args.results)
     print(f"study {spec.name}: {complete} of {spec.trials} trials complete")
     return 0 if complete >= spec.trials else 1
+
+
+@_command("launch")
+def _launch(args: argparse.Namespace) -> int:
+    from .scale import slurm
+
+    if args.launch_command == "status":
+        launches = slurm.read_launches(args.results, args.name)
+        if not launches:
+            print(f"no launch under {args.results} (ablate launch slurm FILE makes one)")
+        tasks = [slurm.task_states(launch) for launch in launches]
+        for launch, states in zip(launches, tasks):
+            print(slurm.status_text(launch, states))
+        return 1 if any(t.failed for states in tasks for t in states) else 0
+    options = {k: getattr(args, k) for k in ("partition", "time", "cpus_per_task", "gpus", "mem",
+                                             "array", "account", "qos")}
+    launch = slurm.plan_launch(args.file, args.results, args.storage, args.heartbeat, args.grace,
+                               tuple(args.plugin), **options)
+    nodes = slurm.check_launch(launch)
+    launch = slurm.submit(launch)
+    print(f"submitted array job {launch.job_id}: {launch.spec.array} worker(s) of {launch.kind} "
+          f"{launch.name} on partition {launch.spec.partition or 'default'} ({nodes} node(s)), "
+          f"storage {redact(launch.storage)}\nlogs: {launch.folder}\n"
+          f"follow: ablate launch status {launch.name} --results {args.results}")
+    if not args.wait:
+        return 0
+    tasks = slurm.wait(launch, args.poll)
+    print(slurm.status_text(launch, tasks))
+    done, _, total = slurm.work_done(launch)
+    return 0 if done == total and not any(t.failed for t in tasks) else 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -375,6 +453,8 @@ GENERATED: dict[str, tuple[str, Callable[[], str]]] = {
     "train-keys": ("experiments.md", _lazy("config:train_keys_markdown")),
     "costs": ("experiments.md", _lazy("results:costs_markdown")),
     "search-keys": ("search.md", _lazy("scale.search_spec:keys_markdown")),
+    "sinks": ("tracking.md", _lazy("tracking.sinks:sinks_markdown")),
+    "slurm-keys": ("cluster.md", _lazy("scale.slurm_spec:keys_markdown")),
 }
 DOCS_DIR = Path(__file__).resolve().parents[1] / "docs"
 
@@ -428,6 +508,7 @@ def _add_pool_parsers(sub) -> None:
                          "threads (its train: threads; part of every run key)")
     for parser in (p, workers):
         _add_plugin_arg(parser)
+        _add_track_arg(parser)
         parser.add_argument("--storage", help="Optuna storage URL: sqlite:///PATH (default "
                                               "results/<name>/study.db, grid.db for "
                                               "--experiment), journal:PATH, "
@@ -440,6 +521,43 @@ def _add_pool_parsers(sub) -> None:
                             help="seconds without heartbeats before a worker is taken for dead: "
                                  "its slot or run is taken over, its trial failed and retried "
                                  "(default 2 x heartbeat)")
+
+
+def _add_launch_parsers(sub) -> None:
+    """``launch slurm FILE`` (an array of workers through submitit) and ``launch status``."""
+    launch = sub.add_parser("launch", help="start workers on a cluster and follow them")
+    kinds = launch.add_subparsers(dest="launch_command", required=True)
+    p = kinds.add_parser("slurm", help="submit a SLURM job array of workers for an experiment "
+                                       "or search file (docs/cluster.md)")
+    p.add_argument("file", type=Path, help="experiment or search YAML file")
+    p.add_argument("--partition", help="SLURM partition (default: the file's slurm: key, else "
+                                       "the cluster's default)")
+    p.add_argument("--time", type=int, help="minutes per array task (default 60); a task that "
+                                            "reaches it is checkpointed and requeued")
+    p.add_argument("--cpus-per-task", type=int, help="CPU cores per array task (default 1)")
+    p.add_argument("--gpus", type=int, help="GPUs per array task (default 0)")
+    p.add_argument("--mem", help="memory per array task, e.g. 16G (default: SLURM's)")
+    p.add_argument("--array", type=int, help="array tasks: workers (default 2)")
+    p.add_argument("--account", help="SLURM account")
+    p.add_argument("--qos", help="SLURM quality of service")
+    p.add_argument("--storage", help="storage URL the tasks share (default: the search file's, "
+                                     "else results/<name>/study.db or grid.db): journal:PATH, "
+                                     "postgresql+psycopg://USER@HOST/DB, sqlite:///PATH (one "
+                                     "node, local disk)")
+    p.add_argument("--heartbeat", type=float, default=DEFAULT_HEARTBEAT_S,
+                   help=f"seconds between a worker's heartbeats (default {DEFAULT_HEARTBEAT_S})")
+    p.add_argument("--grace", type=float, help="seconds without heartbeats before a worker is "
+                                               "taken for dead (default 2 x heartbeat)")
+    p.add_argument("--wait", action="store_true", help="wait until no task is queued or "
+                                                       "running, then print the status")
+    p.add_argument("--poll", type=float, default=10.0,
+                   help="with --wait: seconds between looks at the queue (default 10)")
+    _add_plugin_arg(p)
+    status = kinds.add_parser("status", help="the tasks of a launch and the work done")
+    status.add_argument("name", nargs="?", help="experiment or study name (default: every "
+                                                "launch under --results)")
+    for parser in (p, status):
+        parser.add_argument("--results", type=Path, default=Path("results"), help="results root")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -492,6 +610,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--jobs-per-gpu", metavar="K", help="CUDA: K jobs per visible GPU "
                            "(N = GPUs x K unless --jobs is given)")
         _add_plugin_arg(p)
+        _add_track_arg(p)
 
     p = sub.add_parser("bench", help="speed: latency, images/s, memory; harness vs a bare loop "
                                      "and smp; cache vs decoding; speed switches")
@@ -515,6 +634,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--smoke", action="store_true",
                    help="tiny sizes, one variant, seconds (checks the outputs, not the speed)")
     _add_pool_parsers(sub)
+    _add_launch_parsers(sub)
 
     p = sub.add_parser("docs", help="rewrite the generated blocks of docs/*.md from the registries")
     p.add_argument("--check", action="store_true",

@@ -18,6 +18,7 @@ the variants to compare, each given as overrides of the baseline, or as a grid o
     profile_size: 224               # square input side for params / MACs (default 224)
     metric: dice                    # what the summary compares
     jobs: 2                         # optional: worker processes of `ablate run` (--jobs)
+    slurm: {partition: gpu, array: 4}   # optional: ablate launch slurm (ablate.scale.slurm_spec)
 
 Every error names the file, the key and what is allowed. YAML is read with ``safe_load``.
 The plugins are imported before anything else of the file is read, so the knob values, knobs,
@@ -41,9 +42,12 @@ from .config import PRESETS, TrainConfig, load_config
 from .data import DATASETS, DataSpec
 from .evaluation.metrics import DEFAULT_METRIC, METRICS
 from .models.variant import Variant
+from .scale.slurm_spec import SlurmSpec, parse_slurm
+from .tracking import SINKS, check_sinks
 
 KEYS = ("name", "description", "dataset", "preset", "train", "seeds", "baseline", "variants",
-        "grid", "profile_size", "metric", "equivalence", "plugins", "jobs")
+        "grid", "profile_size", "metric", "equivalence", "plugins", "tracking", "slurm",
+        "jobs")
 
 #: Each key's default, allowed values and meaning, for the generated key table of
 #: docs/experiments.md (``{name}`` fields are filled from the registries the key is checked
@@ -70,6 +74,11 @@ KEY_DOCS: dict[str, tuple[str, str, str]] = {
     "plugins": ("`[]`", "a list of module names or `.py` paths",
                 "imported first, before the rest of the file is read: what they register "
                 "(knob values, knobs, datasets, losses, metrics) is then allowed"),
+    "tracking": ("`[]`", "a list of {sinks}",
+                 "experiment trackers each run, variant aggregate and report is copied to "
+                 "(docs/tracking.md); never part of a run key"),
+    "slurm": ("`{{}}`", "a mapping of `slurm:` keys ([cluster](cluster.md#options-and-slurm-keys))",
+              "the resources `ablate launch slurm` asks for"),
     "jobs": ("`1`", "an integer >= 1", "worker processes `ablate run` trains the cells in "
              "(`--jobs` overrides it; [parallel](parallel.md))"),
 }
@@ -118,6 +127,8 @@ class Experiment:
     adaptive: AdaptiveSeeds | None = None
     equivalence: tuple[tuple[str, float], ...] = ()  # (metric, margin) pairs
     plugins: tuple[str, ...] = ()  # as given; imported when the file was read
+    tracking: tuple[str, ...] = ()  # tracker sinks (ablate.tracking); results do not depend on it
+    slurm: SlurmSpec = SlurmSpec()  # what ``ablate launch slurm`` asks for; no part of a run
     jobs: int | None = None        # worker processes of `ablate run`; None: not given (one)
 
     def runs(self) -> list[tuple[Variant, int]]:
@@ -201,6 +212,8 @@ def parse_experiment(raw: Mapping[str, Any], default_name: str = "experiment",
         raise ExperimentError(f"{source}: metric: {metric!r} is not allowed; "
                               f"allowed: {', '.join(METRICS.names())}")
     equivalence = at("equivalence", _margins, raw.get("equivalence") or {})
+    tracking = at("tracking", check_sinks, raw.get("tracking") or [])
+    slurm = at("slurm", parse_slurm, raw.get("slurm"))
     jobs = raw.get("jobs")
     if jobs is not None:
         at("jobs", _positive_int, jobs, "jobs")
@@ -208,7 +221,8 @@ def parse_experiment(raw: Mapping[str, Any], default_name: str = "experiment",
                       baseline=baseline, variants=tuple(dict.fromkeys(variants)),
                       profile_size=profile_size, metric=metric,
                       description=str(raw.get("description", "")), adaptive=adaptive,
-                      equivalence=equivalence, plugins=plugins, jobs=jobs)
+                      equivalence=equivalence, plugins=plugins, tracking=tracking,
+                      slurm=slurm, jobs=jobs)
 
 
 def import_plugins(raw: Mapping[str, Any], source: str,
@@ -232,7 +246,7 @@ def keys_markdown() -> str:
         raise ValueError("KEY_DOCS and KEYS differ: "
                          + ", ".join(sorted(set(KEYS) ^ set(KEY_DOCS))))
     lists = {"datasets": ", ".join(DATASETS.names()), "presets": ", ".join(PRESETS.names()),
-             "metrics": ", ".join(METRICS.names())}
+             "metrics": ", ".join(METRICS.names()), "sinks": ", ".join(SINKS.names())}
     rows = [(f"`{k}`", *(text.format(**lists) for text in KEY_DOCS[k])) for k in KEYS]
     return table(("key", "default", "allowed", "meaning"), rows)
 

@@ -52,6 +52,7 @@ from .results import (
     write_row,
     write_runs,
 )
+from .tracking.cell import Tracking
 from .training.convergence import judge
 from .training.loop import drop_resume_state, train
 from .training.losses import key_name
@@ -129,6 +130,7 @@ def run_experiment(exp: Experiment, results_dir: str | Path = "results",
     write_text(exp_dir / "experiment.json", json.dumps(describe(exp), indent=2))
     spec = data_spec(exp)
     data, tried = None, set()
+    tracking = Tracking(exp.tracking, exp_dir, exp.name)
     bar = tqdm(total=0, desc=exp.name, unit="run",
                disable=None if progress is None else not progress)
     while True:
@@ -147,11 +149,12 @@ def run_experiment(exp: Experiment, results_dir: str | Path = "results",
             bar.set_postfix_str(f"{variant.id} seed {seed}")
             run_cell(exp, variant, seed, data, run_dir(exp_dir, variant, seed),
                      keys[variant.id, seed], progress, retry_failed=retry_failed,
-                     reuse_from=Path(results_dir))
+                     reuse_from=Path(results_dir), tracking=tracking)
             tried.add((variant.id, seed))
             write_runs(exp_dir, collect_runs(exp_dir, exp, cells))
             bar.update(1)
     bar.close()
+    tracking.close()
     runs = collect_runs(exp_dir, exp, cells)
     write_runs(exp_dir, runs)
     return runs
@@ -203,7 +206,8 @@ class Pruned(Exception):
 def run_cell(exp: Experiment, variant: Variant, seed: int,
              data: tuple[DatasetInfo, dict[str, Split]], out: Path, key: str,
              progress: bool | None = None, *, retry_failed: bool = False,
-             reuse_from: Path | None = None, on_epoch: Callable | None = None) -> dict[str, Any]:
+             reuse_from: Path | None = None, on_epoch: Callable | None = None,
+             tracking: Tracking | None = None) -> dict[str, Any]:
     """Reuse, resume or train one (variant, seed) cell of ``exp`` in ``out``; return its row.
 
     The one place that decides a cell, for ``ablate run``, grid workers and search trials: a
@@ -214,17 +218,24 @@ def run_cell(exp: Experiment, variant: Variant, seed: int,
     ``train``; a ``Pruned`` it raises becomes a pruned row, any other exception a failed row
     with its reason, never an error of the caller. Every cell run here ends with ``row.json``;
     then its resume state is dropped (``checkpoints/final.pt`` keeps the weights).
+    ``tracking`` (``ablate.tracking.cell``) logs the attempt to the experiment's trackers, and a
+    reused or copied cell only if no tracker holds it yet: once per cell.
     """
-    if is_finished(out, key, retry_failed):
-        return read_row(out)
-    if reuse_from is not None and reuse_run(Path(reuse_from), variant, seed, out, key, exp.name):
+    if is_finished(out, key, retry_failed) or (
+            reuse_from is not None
+            and reuse_run(Path(reuse_from), variant, seed, out, key, exp.name)):
+        if tracking:
+            tracking.ensure(out, variant, seed, key, exp.config)
         return read_row(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "run_key").write_text(key)
     last: dict[str, Any] = {}
+    tracked = tracking.begin(out, variant, seed, key, exp.config) if tracking else None
 
     def hook(epoch: int, scores: dict[str, float]) -> None:
         last.update(scores, epoch=epoch)
+        if tracked is not None:
+            tracked.epoch()
         fault_point("epoch-end")
         if on_epoch is not None:
             on_epoch(epoch, scores)
@@ -248,6 +259,8 @@ def run_cell(exp: Experiment, variant: Variant, seed: int,
     row["run_key"] = key
     row["wall_s"] = time.perf_counter() - start
     write_row(out, row)
+    if tracked is not None:
+        tracked.end(row)
     drop_resume_state(out)
     return row
 

@@ -1,9 +1,13 @@
-"""Fixtures shared by the tests of ``ablate.runner`` and ``ablate.scale.grid``: an experiment
-with adaptive seeds whose cells write made-up rows instead of training."""
+"""Fixtures shared by the tests of ``ablate.runner``, ``ablate.scale`` and ``ablate.tracking``:
+an experiment with adaptive seeds whose cells write made-up rows instead of training, plugins,
+and a tracking sink that journals its calls."""
 
 from __future__ import annotations
 
 import copy
+import json
+import uuid
+from collections import Counter
 
 import pytest
 
@@ -105,3 +109,72 @@ def dup_plugin(plugin_sandbox):
     path.write_text("from ablate.training.losses import LOSSES, dice\n\n"
                     "LOSSES.register('dice')(dice)\n")
     return path
+
+
+class _Journal:
+    """A tracking sink for tests: one JSON line per call in ``<exp_dir>/journal.jsonl`` (short
+    appends, whole lines even from racing workers). Registered by the ``journal`` fixture."""
+
+    def __init__(self, exp_dir, experiment):
+        self.path = exp_dir / "journal.jsonl"
+
+    def write(self, **entry):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a") as f:
+            f.write(json.dumps(entry) + "\n")
+
+    def start(self, cell):
+        run = _JournalRun(self, uuid.uuid4().hex, f"{cell.variant} seed{cell.seed}")
+        self.write(call="start", id=run.id, cell=run.cell, attempt=cell.attempt)
+        return run
+
+    def mark_killed(self, run_id, cell):
+        self.write(call="killed", id=run_id, cell=f"{cell.variant} seed{cell.seed}")
+
+    def publish_variant(self, variant, knobs, values, tags):
+        self.write(call="variant", variant=variant)
+
+    def publish_study(self, summary, report, files):
+        self.write(call="study")
+
+    def where(self):
+        return str(self.path)
+
+    def close(self):
+        pass
+
+
+class _JournalRun:
+    def __init__(self, sink, run_id, cell):
+        self.sink, self.id, self.cell = sink, run_id, cell
+
+    def log_epoch(self, epoch, values):
+        self.sink.write(call="epoch", id=self.id, epoch=epoch)
+
+    def finish(self, status, values, tags, files):
+        self.sink.write(call="finish", id=self.id, cell=self.cell, status=status)
+
+
+@pytest.fixture
+def journal():
+    """Registers the ``journal`` tracking sink (``_Journal``); returns ``check(exp_dir, cells)``,
+    which asserts tracking's exactly-once promise on its file: one finished run per cell of
+    ``cells`` ("<variant> seed<k>"), every other run started marked killed or ended, and
+    returns the entries."""
+    from ablate.tracking.sinks import SINKS, Sink, register_sink
+
+    register_sink("journal", help="test sink")(type("Journal", (_Journal, Sink), {}))
+
+    def check(exp_dir, cells, case=""):
+        path = exp_dir / "journal.jsonl"
+        entries = [json.loads(line) for line in path.read_text().splitlines()]
+        finished = Counter(e["cell"] for e in entries
+                           if e["call"] == "finish" and e["status"] == "finished")
+        assert finished == Counter(dict.fromkeys(cells, 1)), f"{case}: {finished}"
+        started = {e["id"] for e in entries if e["call"] == "start"}
+        closed = {e["id"] for e in entries if e["call"] in ("finish", "killed")}
+        assert started == closed, f"{case}: runs left open: {started - closed}"
+        return entries
+
+    yield check
+    SINKS.unregister("journal")

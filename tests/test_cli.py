@@ -84,7 +84,8 @@ def test_worker_needs_exactly_one_thing_to_work_on(capsys):
 
 @pytest.mark.parametrize("command", PLUGIN_COMMANDS)
 def test_every_command_that_builds_variants_or_reads_files_takes_plugins(command):
-    given = {"run": ["e.yaml"], "report": ["e.yaml"], "search": ["s.yaml"]}.get(command, [])
+    given = {"run": ["e.yaml"], "report": ["e.yaml"], "search": ["s.yaml"],
+             "launch": ["slurm", "e.yaml"]}.get(command, [])
     args = build_parser().parse_args([command, *given, "--plugin", "a", "--plugin", "b.py"])
     assert args.plugin == ["a", "b.py"]
 

@@ -14,7 +14,7 @@ from ..data import BatchLoader, DatasetInfo
 from ..evaluation.timing import latency_ms
 from ..models.model import build_model
 from ..models.variant import Variant
-from ..training.losses import build_loss
+from ..training.losses import build_loss, supervised_loss
 from ..training.step import TrainStep, amp_dtype, train_epoch
 from .settings import BenchSettings
 
@@ -66,7 +66,8 @@ def bare_loop(model: torch.nn.Module, info: DatasetInfo, config: TrainConfig,
     """A minimal hand-written loop (zero_grad, forward, loss, backward, step): the reference.
 
     Same loss, AdamW and cosine schedule as the harness, the same autocast dtype and
-    channels_last, but no GradScaler (bf16 needs none).
+    channels_last, but no GradScaler (bf16 needs none). A deeply supervised model's tuple of
+    outputs is weighted as the harness weights it (``supervised_loss``).
     """
     channels_last = config.channels_last and device.type in ("cuda", "cpu")
     if channels_last:
@@ -92,7 +93,7 @@ def bare_loop(model: torch.nn.Module, info: DatasetInfo, config: TrainConfig,
                     logits = model(images)
             else:
                 logits = model(images)
-            loss = loss_fn(logits.float(), masks)
+            loss = supervised_loss(loss_fn, logits, masks)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -6,8 +6,9 @@ Each error names the bad value and what is allowed, in one wording across the pa
 
 from __future__ import annotations
 
+import inspect
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 #: Which way is better, the one word pair of every registry (metrics, costs) and YAML key; prose
@@ -53,6 +54,30 @@ def refuse_unknown(keys: Iterable[Any], allowed: Iterable[str], what: str,
     if unknown:
         raise error(f"{prefix}unknown {what} {', '.join(map(repr, unknown))}{suffix}; "
                     f"allowed: {', '.join(allowed) or 'none'}")
+
+
+def untaken(builder: Callable[..., Any], names: Iterable[str]) -> list[str]:
+    """The ``names`` that ``builder`` has no keyword parameter for (none: it takes ``**kwargs``)."""
+    params = inspect.signature(builder).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return []
+    keywords = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return [n for n in names if n not in keywords]
+
+
+def refuse_untaken(options: Mapping[str, Any], picked: str,
+                   builders: Mapping[str, Callable[..., Any]], needs: str, label: str) -> None:
+    """Refuse ``options`` (values for keyword arguments) that ``builders[picked]`` does not take:
+    a ``ValueError`` naming the first such option and its value, what it ``needs`` (e.g. "a
+    decoder block") with every entry of ``builders`` whose builder takes it, and ``label`` (e.g.
+    "block conv"), the one that does not, with its builder."""
+    builder = builders[picked]
+    for name in untaken(builder, options):
+        able = [value for value, other in builders.items() if not untaken(other, (name,))]
+        own = getattr(builder, "__qualname__", type(builder).__name__)
+        raise ValueError(f"{name}={options[name]!r} needs {needs} that takes `{name}` "
+                         f"({', '.join(able) or 'none is registered'}); {label} does not (its "
+                         f"builder {own} has no `{name}` argument)")
 
 
 def check_better(better: Any) -> str:

@@ -12,7 +12,8 @@ Each knob value here is one registered function:
                ``act`` are names in ``layers.NORMS`` / ``layers.ACTS`` (the ``norm`` and ``act``
                knobs); ``options``: the values of knobs reaching the decoder that ``UNetDecoder``
                does not name (a plugin's), given only when set, and only to a block that takes
-               them (``UNetDecoder`` refuses the others with a ``ValueError``)
+               them (``check_block_options``: a ``Variant`` refuses the others when it is made,
+               ``UNetDecoder`` again when built)
     UPSAMPLES  (channels) -> x2 upsampling module; a module with ``out_channels`` (a transposed
                convolution) outputs that many channels, any other keeps ``channels``
     FUSIONS    (channels, skip_channels, norm) -> module ``(x, skip) -> fused`` with
@@ -29,13 +30,13 @@ the block; attend the output.
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
+from ..common.checks import refuse_untaken
 from ..common.registry import Registry
 from .encoders.contract import Contract
 from .layers import NORMS, conv_bn_relu, double_conv
@@ -234,14 +235,15 @@ class DecoderStage(nn.Module):
 
 class UNetDecoder(nn.Module):
     """Stages from the deepest feature up (see the module docstring); ``output_stride`` is the
-    stride the last stage reaches (1: full resolution). ``block_options`` go to every stage's
-    block builder (knobs a plugin added; see ``BLOCKS`` in the module docstring)."""
+    stride the last stage reaches (1: full resolution). The keyword-only arguments are the knobs
+    the decoder names; ``block_options`` go to every stage's block builder (knobs a plugin added;
+    see ``BLOCKS`` in the module docstring)."""
 
-    def __init__(self, contract: Contract, widths: tuple[int, ...], skips: tuple[str, ...],
+    def __init__(self, contract: Contract, *, widths: tuple[int, ...], skips: tuple[str, ...],
                  block: str, upsample: str, fusion: str, norm: str = "bn",
                  act: str = "relu", attention: str = "none", **block_options: Any) -> None:
         super().__init__()
-        _check_block_options(block, block_options)
+        check_block_options(block, block_options)
         if not 1 <= len(widths) <= contract.max_stages:
             raise ValueError(f"{len(widths)} decoder stages do not fit an encoder whose deepest "
                              f"feature is at 1/{contract.output_stride}; allowed: 1 to "
@@ -275,20 +277,8 @@ class UNetDecoder(nn.Module):
         return outputs if every_stage else x
 
 
-def _takes(builder: Any, options: dict[str, Any]) -> list[str]:
-    """The names in ``options`` that ``builder`` has no keyword parameter for."""
-    params = inspect.signature(builder).parameters.values()
-    if any(p.kind is p.VAR_KEYWORD for p in params):
-        return []
-    names = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-    return [n for n in options if n not in names]
-
-
-def _check_block_options(block: str, options: dict[str, Any]) -> None:
-    """Refuse options (set knobs a plugin added) that block ``block``'s builder does not take."""
-    refused = _takes(BLOCKS.get(block), options)
-    if refused:
-        able = [b for b in BLOCKS if not _takes(BLOCKS.get(b), options)]
-        raise ValueError(f"block={block!r} is not allowed with "
-                         f"{', '.join(f'{n}={options[n]!r}' for n in refused)}: its builder does "
-                         f"not take {', '.join(refused)}; allowed: {', '.join(able) or 'none'}")
+def check_block_options(block: str, options: dict[str, Any]) -> None:
+    """Refuse options (set knobs a plugin added) that block ``block``'s builder does not take,
+    naming the blocks that take them."""
+    builders = {name: BLOCKS.get(name) for name in BLOCKS}
+    refuse_untaken(options, block, builders, "a decoder block", f"block {block}")

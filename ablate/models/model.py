@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -11,7 +9,8 @@ from torch import nn
 from ..common.checks import is_int, not_allowed
 from .decoder import UNetDecoder
 from .encoders import Contract, build_encoder
-from .variant import KNOBS, Variant
+from .head import build_heads
+from .variant import Variant
 
 
 class SegmentationModel(nn.Module):
@@ -40,12 +39,10 @@ class SegmentationModel(nn.Module):
         encoder_knobs = variant.reaching("encoder")
         self.encoder = build_encoder(encoder_knobs.pop("encoder"), in_channels, **encoder_knobs)
         contract = Contract(self.encoder.out_channels, self.encoder.strides)
-        self.decoder = UNetDecoder(contract, **_decoder_knobs(variant))
-        self.head = nn.Conv2d(self.decoder.out_channels, num_classes, 1)
-        heads = variant.reaching("head")
-        # absent, a plain None attribute: no state_dict key of today's models moves
-        self.aux_heads = (nn.ModuleList(nn.Conv2d(w, num_classes, 1) for w in variant.widths[:-1])
-                          if heads["deep_supervision"] else None)
+        self.decoder = UNetDecoder(contract, **variant.reaching("decoder"))
+        # no auxiliary heads: a plain None attribute, so no state_dict key of today's models moves
+        self.head, self.aux_heads = build_heads(self.decoder.out_channels, num_classes,
+                                                variant.widths, **variant.reaching("head"))
 
     @property
     def profile_note(self) -> str:
@@ -76,15 +73,6 @@ class SegmentationModel(nn.Module):
         if logits.shape[-2:] != x.shape[-2:]:
             logits = F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
         return logits[..., :h, :w]
-
-
-def _decoder_knobs(variant: Variant) -> dict:
-    """The knobs reaching the decoder: those ``UNetDecoder`` names, and any other (a plugin's)
-    only when not at its default; those go to the block builder, so at their defaults the
-    decoder is today's and a block that does not take them still builds."""
-    named = inspect.signature(UNetDecoder).parameters
-    return {n: v for n, v in variant.reaching("decoder").items()
-            if n in named or v != KNOBS.get(n).default}
 
 
 def build_model(variant: Variant, num_classes: int, in_channels: int = 3) -> SegmentationModel:

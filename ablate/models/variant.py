@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -53,11 +54,13 @@ from typing import Any
 
 from ..common.checks import not_allowed, refuse_unknown, to_int
 from ..common.registry import ChangesExistingModels, Registry
-from .decoder import ATTENTIONS, BLOCKS, FUSIONS, UPSAMPLES
+from .decoder import ATTENTIONS, BLOCKS, FUSIONS, UPSAMPLES, UNetDecoder, check_block_options
 from .encoders import (
     ENCODERS,
     POOLS,
     allowed_encoders,
+    build_encoder,
+    check_encoder_options,
     check_pool,
     encoder_contract,
     encoder_from_token,
@@ -67,15 +70,27 @@ from .encoders import (
     is_weights_file,
     list_encoders,
 )
+from .head import build_heads
 from .layers import ACTS, NORMS
 
 #: The ``skips`` value "every skip of the encoder that the decoder's stages reach" (resolved when
 #: a variant is made: e0..e3 for a ResNet with four or five stages).
 ALL_SKIPS = ("all",)
 
-#: Where a knob's value goes when the model is built: a keyword argument of ``build_encoder``
-#: (the ``encoder`` knob is its name), of ``UNetDecoder``, or read by the model's heads.
-REACHES = ("encoder", "decoder", "head")
+#: Where a knob's value goes when the model is built (``Knob.reaches``): the builder whose
+#: keyword-only arguments are the knobs it names (the ``encoder`` knob: ``build_encoder``'s first
+#: argument, the encoder's name); its positional arguments come from the model.
+BUILDERS: dict[str, Callable[..., Any]] = {
+    "encoder": build_encoder, "decoder": UNetDecoder, "head": build_heads}
+REACHES = tuple(BUILDERS)
+
+#: A knob reaching the encoder or the decoder that its builder does not name (a plugin's) goes,
+#: only when set, as a keyword to the builder a knob value picks: the encoder family's ``build``
+#: (picked by ``encoder``) or the decoder block's (``block``); the check refuses a builder that
+#: does not take it. No value picks the heads' builder, so ``register_knob`` refuses a knob
+#: reaching the head that ``build_heads`` does not name (it would be ignored).
+PICKED_BY: dict[str, tuple[str, Callable[[str, dict[str, Any]], None]]] = {
+    "encoder": ("encoder", check_encoder_options), "decoder": ("block", check_block_options)}
 
 
 def _text(value: Any, empty: str = "") -> str:
@@ -97,11 +112,12 @@ class Knob:
     naming the knob and what is allowed; ``token`` is the value's part of the variant id (``""``:
     none) and ``untoken`` reads it back (token -> a value ``parse`` accepts, ``ValueError`` for a
     token that is not this knob's); ``default`` is the baseline's value; ``reaches`` says which
-    builder receives it (``REACHES``); ``text`` is the value in a result column (``parse`` reads
-    it back); ``levels`` lists every value when there are finitely many; ``choices`` gives one
-    line per allowed value for ``ablate knobs``; ``values`` is the registry of a categorical
-    knob's values. ``listed_at_default``: ``Variant.to_dict`` lists the knob even at its default
-    (only the eight original knobs, whose stored run keys hash them).
+    builder receives it (``BUILDERS``, ``PICKED_BY``); ``text`` is the value in a result column
+    (``parse`` reads it back); ``levels`` lists every value when there are finitely many;
+    ``choices`` gives one line per allowed value for ``ablate knobs``; ``values`` is the
+    registry of a categorical knob's values. ``listed_at_default``: ``Variant.to_dict`` lists
+    the knob even at its default (only the eight original knobs, whose stored run keys hash
+    them).
     """
 
     name: str
@@ -131,12 +147,33 @@ def _reads(knob: Knob, token: str) -> bool:
     return True
 
 
+def _parameters(where: str, *kinds: Any) -> set[str]:
+    """The names of the parameters of ``where``'s builder of these ``inspect.Parameter`` kinds."""
+    params = inspect.signature(BUILDERS[where]).parameters.values()
+    return {p.name for p in params if p.kind in kinds}
+
+
+def _named(where: str) -> set[str]:
+    """The knobs the builder of ``where`` names (passed always; see ``BUILDERS``)."""
+    picker = PICKED_BY.get(where, ("",))[0]
+    return _parameters(where, inspect.Parameter.KEYWORD_ONLY) | ({picker} - {""})
+
+
+def _options(values: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """The set knobs reaching ``where`` that its builder does not name (a plugin's): they go to
+    the builder a knob value picks (``PICKED_BY``)."""
+    named = _named(where)
+    return {n: values[n] for n in KNOBS.names() if KNOBS.get(n).reaches == where
+            and n not in named and values[n] != KNOBS.get(n).default}
+
+
 def register_knob(knob: Knob) -> Knob:
     """Add ``knob`` to ``KNOBS``: the one registration that makes it a ``Variant`` attribute, an
     id token, a result column, a CLI flag, a search-space and experiment key and a row of
     ``ablate knobs``. Refused with a ``ValueError`` naming the knob: a duplicate or a name that
-    is not an identifier or is a ``Variant`` method, a ``reaches`` outside ``REACHES``, and a
-    token an earlier knob without a default token would also read; with
+    is not an identifier or is a ``Variant`` method, a ``reaches`` outside ``REACHES``, a knob
+    reaching the head that ``build_heads`` does not name, a name its builder gets from the model
+    (``in_channels``), and a token an earlier knob without a default token would also read; with
     ``ChangesExistingModels`` (a ``ValueError``) a default its own parser changes or a token at
     the default after a knob without one (every existing id would change)."""
     name = knob.name
@@ -145,6 +182,22 @@ def register_knob(knob: Knob) -> Knob:
                          "starting with '_' and not a Variant method")
     if knob.reaches not in REACHES:
         raise not_allowed(f"knob {name!r}: reaches", knob.reaches, ", ".join(REACHES))
+    builder = BUILDERS[knob.reaches].__qualname__
+    if knob.reaches not in PICKED_BY and name not in _named(knob.reaches):
+        takes = ", ".join(sorted(_named(knob.reaches))) or "no knob"
+        pickers = " or ".join(picker for picker, _ in PICKED_BY.values())
+        raise not_allowed(
+            f"knob {name!r}: reaches", knob.reaches,
+            f"{' or '.join(PICKED_BY)} (set, the knob goes to the builder the {pickers} value "
+            "picks, which must take it)",
+            f"the {knob.reaches} has one builder, {builder}, which takes only {takes}; no knob "
+            "value picks another, so the knob would be ignored")
+    supplied = _parameters(knob.reaches, inspect.Parameter.POSITIONAL_ONLY,
+                           inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    if name in supplied:
+        raise ValueError(f"knob name {name!r} is not allowed: {builder} gets {name} from the "
+                         f"model, not from a knob; allowed: a name other than "
+                         f"{', '.join(sorted(supplied))}")
     optional = [KNOBS.get(n) for n in KNOBS.names() if not KNOBS.get(n).token(KNOBS.get(n).default)]
     default_token = knob.token(knob.default)
     if default_token and optional:
@@ -459,10 +512,15 @@ class Variant:
         return {name: KNOBS.get(name).text(getattr(self, name)) for name in KNOBS.names()}
 
     def reaching(self, where: str) -> dict[str, Any]:
-        """The knobs whose values go to ``where`` (one of ``REACHES``), by name."""
+        """The knob keywords of ``where``'s builder (one of ``REACHES``, see ``BUILDERS``):
+        every knob it names, and each other knob reaching it (a plugin's) only when set, so at
+        its default the model builds as before the knob existed."""
         if where not in REACHES:
             raise not_allowed("where", where, ", ".join(REACHES))
-        return {n: getattr(self, n) for n in KNOBS.names() if KNOBS.get(n).reaches == where}
+        named = _named(where)
+        return {**{n: getattr(self, n) for n in KNOBS.names()
+                   if n in named and KNOBS.get(n).reaches == where},
+                **_options({n: getattr(self, n) for n in KNOBS.names()}, where)}
 
 
 def _restore(values: dict[str, Any]) -> Variant:
@@ -477,7 +535,8 @@ def _check_keys(mapping: Mapping[str, Any]) -> None:
 
 
 def _check_together(values: dict[str, Any]) -> None:
-    """Checks across knobs (the encoder's contract), resolving ``skips: all`` in ``values``."""
+    """Checks across knobs (the encoder's contract; a plugin's set knob against the builder
+    it goes to), resolving ``skips: all`` in ``values``."""
     encoder, widths, skips = values["encoder"], values["widths"], values["skips"]
     contract = encoder_contract(encoder)
     stages = len(widths)
@@ -513,6 +572,10 @@ def _check_together(values: dict[str, Any]) -> None:
             named = f"one of {', '.join(names)} for {encoder}" if names else \
                 f"nothing else: {encoder} has no published weights"
             raise not_allowed("pretrained", pretrained, f"a local file path, or {named}")
+    for where, (picker, check) in PICKED_BY.items():
+        options = _options(values, where)
+        if options:
+            check(values[picker], options)
 
 
 def list_knobs(pattern: str | None = None) -> list[dict[str, Any]]:

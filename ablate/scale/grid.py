@@ -14,7 +14,7 @@ rows, plans the same next cells, and claims them like the first ones.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,9 @@ from ..common.faults import fault_point
 from ..common.files import CACHE_DIR, write_text
 from ..data import load_dataset
 from ..experiment import Experiment
+from ..models.variant import Variant
 from ..results import ROW_FILE, collect_runs, row_text, run_dir, seed_folder, write_runs
+from ..tracking.cell import Tracking
 from .claims import Claim, worker_id
 from .pool import work_pool
 from .storage import Store
@@ -37,13 +39,27 @@ def cell_key(variant_id: str, seed: int, key: str) -> str:
     return f"{variant_id}/{seed_folder(seed)}/{key}"
 
 
+def planned_cells(exp: Experiment, planned: Iterable[tuple[Variant, int]]
+                  ) -> dict[str, tuple[Variant, int, str]]:
+    """The claim key of each planned (variant, seed) cell, with its variant, seed and run key."""
+    spec = runner.data_spec(exp)
+    cells = {}
+    for variant, seed in planned:
+        key = runner.run_key(variant, spec, exp.config, seed, exp.profile_size)
+        cells[cell_key(variant.id, seed, key)] = (variant, seed, key)
+    return cells
+
+
 def run_grid(exp: Experiment, store: Store, results_dir: str | Path = "results",
              progress: bool | None = None, cache_dir: str | Path = CACHE_DIR,
-             log: Callable[[str], None] | None = None) -> pd.DataFrame:
+             log: Callable[[str], None] | None = None,
+             owner: str | None = None) -> pd.DataFrame:
     """Run the cells of experiment ``exp`` that no worker of the pool has run; return the runs.
 
     Returns when every planned cell is done (by any worker), after writing every row into
     ``results/<experiment>/runs/`` and the runs table. ``log`` gets one line per cell run here.
+    ``owner`` names this worker in the claims (default: a new ``worker_id()``); a worker
+    restarted under the same name resumes the cell it held at once (``work_pool``).
     """
     exp_dir = Path(results_dir) / exp.name
     exp_dir.mkdir(parents=True, exist_ok=True)
@@ -51,8 +67,9 @@ def run_grid(exp: Experiment, store: Store, results_dir: str | Path = "results",
     spec = runner.data_spec(exp)
     cells: dict[str, tuple[Any, int, str]] = {}
     claims = store.claims(f"grid/{exp.name}")
-    me, data, ran = worker_id(), None, {}
+    me, data, ran = owner or worker_id(), None, {}
     log = log or tqdm.write
+    tracking = Tracking(exp.tracking, exp_dir, exp.name, log)
     bar = tqdm(total=0, desc=f"{exp.name} ({me})", unit="run",
                disable=None if progress is None else not progress)
 
@@ -67,8 +84,8 @@ def run_grid(exp: Experiment, store: Store, results_dir: str | Path = "results",
         bar.set_postfix_str(f"{variant.id} seed {seed}")
         if data is None:
             data = load_dataset(spec, cache_dir)
-        ran[cell] = runner.run_cell(exp, variant, seed, data,
-                                    run_dir(exp_dir, variant, seed), key, progress=False)
+        ran[cell] = runner.run_cell(exp, variant, seed, data, run_dir(exp_dir, variant, seed),
+                                    key, progress=False, tracking=tracking)
         fault_point("row-written")
         return row_text(ran[cell])
 
@@ -82,10 +99,7 @@ def run_grid(exp: Experiment, store: Store, results_dir: str | Path = "results",
 
     while True:
         planned = runner.planned_runs(exp, collect_runs(exp_dir, exp))
-        new = {}
-        for v, s in planned:
-            key = runner.run_key(v, spec, exp.config, s, exp.profile_size)
-            new[cell_key(v.id, s, key)] = (v, s, key)
+        new = planned_cells(exp, planned)
         if new.keys() <= cells.keys():
             break
         cells.update(new)
@@ -94,6 +108,7 @@ def run_grid(exp: Experiment, store: Store, results_dir: str | Path = "results",
                   finished=finished)
         _write_rows_of_others(exp_dir, claims.all(), cells)
     bar.close()
+    tracking.close()
     runs = collect_runs(exp_dir, exp, planned)
     write_runs(exp_dir, runs)
     return runs

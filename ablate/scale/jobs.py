@@ -140,11 +140,12 @@ class _Stop(Exception):
 
 
 def run_jobs(path: str | Path, exp: Experiment, jobs: Sequence[Job], device: str,
-             results_dir: str | Path = "results", plugins: Sequence[str] = (),
+             results_dir: str | Path = "results", worker_args: Sequence[str] = (),
              progress: bool | None = None, log: Callable[[str], None] | None = None,
              heartbeat: float = DEFAULT_HEARTBEAT_S) -> JobsResult:
     """Run the cells of experiment ``exp`` (read from ``path``) in ``jobs``; see the module
-    docstring. ``device`` is the experiment's device as resolved here."""
+    docstring. ``device`` is the experiment's device as resolved here; ``worker_args`` are
+    passed on to every job's ``ablate worker`` (``--plugin``, ``--track``)."""
     log = log or (lambda line: tqdm.write(line, file=sys.stderr))
     exp_dir = Path(results_dir) / exp.name
     logs = exp_dir / JOBS_DIR
@@ -156,7 +157,7 @@ def run_jobs(path: str | Path, exp: Experiment, jobs: Sequence[Job], device: str
     spec = runner.data_spec(keyed)
     command = [sys.executable, "-m", "ablate.cli", "worker", "--experiment", str(path),
                "--results", str(results_dir), "--storage", url, "--heartbeat", str(heartbeat)]
-    command += [a for p in plugins for a in ("--plugin", p)]
+    command += worker_args
     if keyed is not exp:
         command += ["--threads", str(keyed.config.threads)]
     for cell in _cells(keyed, exp_dir, spec).values():

@@ -18,18 +18,23 @@ def work_pool(claims: Claims, keys: Sequence[str], work: Callable[[str], str | N
     """Work on ``keys`` with the other workers holding ``claims`` until ``stop`` says so.
 
     Each round: ``stop(held)`` gets every claim of the namespace (it is also where a caller
-    updates its progress) and True ends the loop; otherwise the first key in ``keys`` that is
-    free or held by a stale worker is claimed for ``owner``, and ``work(key)`` runs while the
-    claim beats every ``heartbeat`` seconds. A JSON-text result finishes the key (done, never
-    claimed again) and ``finished(key, result, kept)`` is told whether this worker still held
-    it; None (or an exception) releases it for any worker to claim again. When no key is free,
-    the worker sleeps a moment and looks again (for a result, or a dead worker's stale claim).
+    updates its progress) and True ends the loop; otherwise a key is claimed for ``owner``: one
+    still running under ``owner`` first (the worker was restarted under the same name, e.g. a
+    requeued SLURM array task: it takes its own key back at once, without waiting ``grace``),
+    else the first key in ``keys`` that is free or held by a stale worker; ``work(key)`` runs
+    while the claim beats every ``heartbeat`` seconds. A JSON-text result finishes the key
+    (done, never claimed again) and ``finished(key, result, kept)`` is told whether this worker
+    still held it; None (or an exception) releases it for any worker to claim again. When no
+    key is free, the worker sleeps a moment and looks again (for a result, or a dead worker's
+    stale claim).
     """
     while True:
         held = claims.all()
         if stop(held):
             return
-        free = [k for k in keys if k not in held or held[k].stale]
+        own = [k for k in keys if k in held and held[k].state == "running"
+               and held[k].owner == owner]
+        free = own + [k for k in keys if k not in held or held[k].stale]
         key = next((k for k in free if claims.claim(k, owner)), None)
         if key is None:
             time.sleep(min(1.0, heartbeat / 2))

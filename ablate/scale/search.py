@@ -44,6 +44,7 @@ from ..common.files import CACHE_DIR
 from ..data import load_dataset
 from ..models.variant import Variant
 from ..results import OK, PRUNED, SKIPPED, run_dir
+from ..tracking.cell import Tracking
 from .claims import Claim, Claims, beating, worker_id
 from .ledger import LOST_ATTR, Ledger, Taken
 from .pool import work_pool
@@ -106,6 +107,7 @@ class _Worker:
     store: Store
     exp_dir: Path
     data: Any                     # (DatasetInfo, splits), loaded once
+    tracking: Tracking            # the study's tracker sinks (none: falsy)
     variants: Claims = field(init=False)  # variant id -> the trial that trains it
     _profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -122,23 +124,27 @@ class _Worker:
 
 def run_search(spec: SearchSpec, store: Store, results_dir: str | Path = "results",
                progress: bool | None = None, cache_dir: str | Path = CACHE_DIR,
-               sampler_seed: int | None = None, log: Callable[[str], None] | None = None) -> int:
+               sampler_seed: int | None = None, log: Callable[[str], None] | None = None,
+               owner: str | None = None) -> int:
     """Work on the study until it has ``spec.trials`` complete trials; return how many it has.
 
     Any number of workers (processes, machines) can run this on one store at once: each free
     slot among the asked trials is claimed by one worker and filled by one trial taken for it,
     so the study ends with exactly ``spec.trials`` complete trials, no trial runs twice, and no
     variant is trained twice. Stops early, with fewer, once the study holds ``spec.max_trials``
-    finished trials.
+    finished trials. ``owner`` names this worker in the claims (default: a new ``worker_id()``);
+    a worker restarted under the same name takes its slot back at once and settles it (its
+    unfinished trial is failed as lost and retried, resuming the variant's checkpoint).
     """
     exp_dir = Path(results_dir) / spec.name
     exp_dir.mkdir(parents=True, exist_ok=True)
     study = open_study(spec, store, sampler_seed)
     log = log or tqdm.write
     ledger = Ledger(study, store)
-    me = worker_id()
+    me = owner or worker_id()
     _enqueue_baseline(spec, store, study, me)
-    worker = _Worker(spec, store, exp_dir, load_dataset(spec.data_spec, cache_dir))
+    worker = _Worker(spec, store, exp_dir, load_dataset(spec.data_spec, cache_dir),
+                     Tracking(spec.tracking, exp_dir, spec.name, log))
     bar = tqdm(total=spec.trials, desc=f"{spec.name} ({me})", unit="trial",
                disable=None if progress is None else not progress)
 
@@ -173,6 +179,7 @@ def run_search(spec: SearchSpec, store: Store, results_dir: str | Path = "result
     work_pool(ledger.slots, [str(i) for i in range(spec.trials)], one_trial, owner=me,
               heartbeat=store.heartbeat, stop=stop)
     bar.close()
+    worker.tracking.close()
     return sum(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False))
 
 
@@ -189,7 +196,10 @@ def _run_trial(study: optuna.Study, taken: Taken, worker: _Worker,
         state = TrialState.FAIL
     except UpdateFinishedTrialError:
         state = None
-    except BaseException:
+    # Not an interruption (SystemExit of a SLURM requeue, Ctrl-C): that leaves the trial
+    # running, its slot is released, and the slot's next holder fails it as lost and retries
+    # it, resuming the variant's checkpoint.
+    except Exception:
         study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
         raise
     ended = None if state is None else study.tell(trial, values, state, skip_if_finished=True)
@@ -264,7 +274,8 @@ def _train(trial: optuna.Trial, worker: _Worker, variant: Variant) -> dict[str, 
     out = run_dir(worker.exp_dir, variant, spec.seed)
     key = runner.run_key(variant, spec.data_spec, spec.config, spec.seed, spec.profile_size)
     return runner.run_cell(spec.experiment, variant, spec.seed, worker.data, out, key,
-                           progress=False, retry_failed=True, on_epoch=on_epoch)
+                           progress=False, retry_failed=True, on_epoch=on_epoch,
+                           tracking=worker.tracking)
 
 
 def _end(trial: optuna.Trial, row: dict[str, Any] | None, status: str, reason: str) -> NoReturn:

@@ -22,6 +22,7 @@ space to search instead of variants to enumerate::
     sampler: tpe                   # tpe | nsga2 | random, or {name: nsga2, population_size: 8}
     storage: sqlite:///results/search_quick/study.db   # the default; see ablate.scale.storage
     max_trials: 80                 # optional: stop after this many trials in any state
+    slurm: {partition: gpu, array: 4}  # optional: ablate launch slurm (ablate.scale.slurm_spec)
     profile_size: 224              # square input for params / MACs (default 224)
 
 Categorical choices are stored as Optuna-storable values: widths ``"128,64,32,32"``, skips
@@ -56,10 +57,11 @@ from ..evaluation.metrics import DEFAULT_METRIC, METRICS
 from ..experiment import Experiment, ExperimentError, import_plugins, parse_experiment, read_mapping
 from ..models.variant import KNOBS, Variant
 from ..results import COSTS
+from .slurm_spec import SlurmSpec
 
 KEYS = ("study", "description", "dataset", "preset", "train", "seed", "baseline", "space",
         "objectives", "trials", "budget_gmacs", "pruner", "sampler", "storage", "max_trials",
-        "profile_size", "plugins")
+        "profile_size", "plugins", "tracking", "slurm")
 WIDTH_MULT = "width_mult"
 _MAX_ENUMERATED = 20_000
 
@@ -141,6 +143,8 @@ class SearchSpec:
     profile_size: int = 224
     description: str = ""
     plugins: tuple[str, ...] = ()  # as given; imported when the file was read
+    tracking: tuple[str, ...] = ()  # tracker sinks (ablate.tracking); trials do not depend on it
+    slurm: SlurmSpec = SlurmSpec()  # what ``ablate launch slurm`` asks for
     raw: str = field(default="{}", compare=False, repr=False)  # the file's mapping, as JSON
 
     @property
@@ -182,7 +186,7 @@ class SearchSpec:
                           config=self.config, seeds=(self.seed,), baseline=self.baseline,
                           variants=(self.baseline,), profile_size=self.profile_size,
                           metric=self.metric, description=self.description,
-                          plugins=self.plugins)
+                          plugins=self.plugins, tracking=self.tracking)
 
     def build_sampler(self, seed: int | None = None) -> optuna.samplers.BaseSampler:
         """A new Optuna sampler of the file's ``sampler`` (``seed`` unless its options give one)."""
@@ -198,11 +202,19 @@ class SearchSpec:
     def with_plugins(self, names: tuple[str, ...] | list[str]) -> SearchSpec:
         """The spec with ``names`` (imported already: ``--plugin``) added to its plugins, in the
         file it stores too, so a worker joining its study with ``--study`` imports them."""
-        plugins = tuple(dict.fromkeys([*self.plugins, *names]))
-        if plugins == self.plugins:
+        return self._adding("plugins", names)
+
+    def with_tracking(self, names: tuple[str, ...] | list[str]) -> SearchSpec:
+        """The spec with the sinks ``names`` (``--track``, validated) added, in the file it
+        stores too, so a worker joining its study with ``--study`` logs to them as well."""
+        return self._adding("tracking", names)
+
+    def _adding(self, key: str, names: tuple[str, ...] | list[str]) -> SearchSpec:
+        values = tuple(dict.fromkeys([*getattr(self, key), *names]))
+        if values == getattr(self, key):
             return self
-        raw = {**json.loads(self.raw), "plugins": list(plugins)}
-        return dataclasses.replace(self, plugins=plugins, raw=json.dumps(raw, default=str))
+        raw = {**json.loads(self.raw), key: list(values)}
+        return dataclasses.replace(self, **{key: values}, raw=json.dumps(raw, default=str))
 
     def identity(self) -> dict[str, Any]:
         """What must agree between workers of one study (not trials, max_trials, storage)."""
@@ -240,7 +252,7 @@ def parse_search(raw: Mapping[str, Any], default_name: str = "search",
     if not is_int(seed) or seed < 0:
         raise fail("seed", f"{seed!r} is not allowed; allowed: an integer >= 0")
     shared = {k: raw[k] for k in ("dataset", "preset", "train", "baseline", "profile_size",
-                                  "description") if k in raw}
+                                  "description", "tracking", "slurm") if k in raw}
     name = str(raw.get("study") or default_name)
     try:
         exp = parse_experiment({**shared, "name": name, "seeds": [seed]}, name, source)
@@ -293,7 +305,8 @@ def parse_search(raw: Mapping[str, Any], default_name: str = "search",
         baseline=exp.baseline, space=params, objectives=items, trials=trials,
         max_trials=max_trials, budget_gmacs=None if budget is None else float(budget),
         pruner=pruner, sampler=sampler, storage=storage, profile_size=exp.profile_size,
-        description=exp.description, plugins=plugins,
+        description=exp.description, plugins=plugins, tracking=exp.tracking,
+        slurm=exp.slurm,
         raw=json.dumps({k: v for k, v in raw.items() if k != "storage"}, default=str))
     for kind, (key, options), build in (("pruner", pruner, spec.build_pruner),
                                         ("sampler", sampler, spec.build_sampler)):
@@ -404,6 +417,11 @@ KEY_DOCS: dict[str, tuple[str, str, str]] = {
     "profile_size": ("`224`", "an integer >= 1", "square input side for params / MACs, pixels"),
     "plugins": ("`[]`", "as in an experiment file",
                 "imported first; stored with the study, so joining workers import them too"),
+    "tracking": ("`[]`", "as in an experiment file",
+                 "experiment trackers (docs/tracking.md); stored with the study, so joining "
+                 "workers log to them too"),
+    "slurm": ("`{{}}`", "a mapping of `slurm:` keys ([cluster](cluster.md#options-and-slurm-keys))",
+              "the resources `ablate launch slurm` asks for"),
 }
 
 

@@ -11,7 +11,8 @@ registrations, the same ones the package uses for its own blocks and knobs:
 - ``dropout`` (default ``0``, no id token; ``0.1`` -> token ``do10``): channel dropout
   (``Dropout2d``) between the block's two convolutions, as Wide ResNets place it (Zagoruyko &
   Komodakis 2016). It reaches the decoder's block builder, so only blocks that take a
-  ``dropout`` argument (here, ``res``) accept a value other than 0. At 0 it adds no module and
+  ``dropout`` argument (here, ``res``) accept a value other than 0 (a variant pairing it with
+  another block is refused when it is made). At 0 it adds no module and
   no token: every existing variant, id and run key stays what it was.
 """
 

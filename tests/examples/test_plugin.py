@@ -99,9 +99,49 @@ def test_the_residual_block_s_params_counted_by_hand(loaded):
     model = build_model(conv.replace(block="res", dropout=0.1), 2)
     drops = [m for m in model.modules() if isinstance(m, torch.nn.Dropout2d)]
     assert len(drops) == 4 and all(d.p == 0.1 for d in drops)
-    with pytest.raises(ValueError, match=r"block='conv' is not allowed with dropout=0.1: .*"
-                                         r"allowed: res"):
-        build_model(conv.replace(dropout=0.1), 2)
+
+
+#: How a variant with dropout and a block that does not take it is refused.
+REFUSED = (r"dropout=0.1 needs a decoder block that takes `dropout` \(res\); block {block} does "
+           r"not \(its builder {builder} has no `dropout` argument\)")
+
+
+def test_dropout_with_a_block_that_does_not_take_it_is_refused_when_the_variant_is_made(loaded):
+    from ablate.models.decoder import UNetDecoder
+    from ablate.models.encoders import encoder_contract
+    from ablate.models.variant import Variant
+
+    with pytest.raises(ValueError, match=REFUSED.format(block="conv", builder="conv_block")):
+        Variant(dropout=0.1)
+    res = Variant(block="res", dropout="0.1")
+    with pytest.raises(ValueError, match=REFUSED.format(block="dsconv", builder="dsconv_block")):
+        res.replace(block="dsconv")
+    assert res.replace(dropout=0).replace(block="dsconv").block == "dsconv"
+    with pytest.raises(ValueError, match=REFUSED.format(block="conv", builder="conv_block")):
+        UNetDecoder(encoder_contract("resnet18"), widths=(8,), skips=(), block="conv",
+                    upsample="bilinear", fusion="concat", dropout=0.1)  # and when built
+
+
+def test_an_experiment_or_search_file_crossing_dropout_with_other_blocks(example, capsys):
+    from ablate.scale.search_spec import load_search
+
+    path = _tiny(example, "experiment.yaml", variants=[{"block": "res"}, {"dropout": 0.1}])
+    assert main(["run", str(path), "--results", "res"]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: variants[1]: " in err and "block dsconv does not" in err
+    assert not (example / "res").exists()  # refused before anything ran
+    # A search space may cross them: the impossible combination is skipped when a trial draws
+    # it (``ablate.scale.search``), and counted out of the space's valid variants.
+    space = {"block": ["dsconv", "res"], "dropout": [0, 0.1]}
+    spec = load_search(_tiny(example, "search.yaml", space=space))
+    assert spec.variant({"block": "res", "dropout": 0.1}).id.endswith("-rs-bil-do10")
+    with pytest.raises(ValueError, match=REFUSED.format(block="dsconv", builder="dsconv_block")):
+        spec.variant({"block": "dsconv", "dropout": 0.1})
+    with pytest.raises(ValueError, match=r"trials: 4 is more than the 3 distinct valid variants"):
+        load_search(_tiny(example, "search.yaml", space=space, trials=4))
+    with pytest.raises(ValueError, match=r"space: no choice of the space makes a valid variant; "
+                                         r"e.g. dropout=0.1 needs a decoder block that takes"):
+        load_search(_tiny(example, "search.yaml", space={"dropout": [0.1, 0.2]}))
 
 
 @pytest.mark.slow

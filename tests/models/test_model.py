@@ -119,3 +119,56 @@ def test_deep_supervision_heads_train_only():
     plain = build_model(BASE, 2)
     assert {k: t.shape for k, t in plain.state_dict().items()}.items() <= \
         {k: t.shape for k, t in model.state_dict().items()}.items()
+
+
+#: A plugin with an encoder family whose builder takes a knob reaching the encoder.
+ENCODER_KNOB_PLUGIN = '''"""A test plugin: the tiny encoder and its big_stem knob."""
+from torch import nn
+
+from ablate.models.encoders import ENCODERS, Contract, EncoderFamily
+from ablate.models.variant import flag, register_knob
+
+
+class Tiny(nn.Module):
+    """Two stride-2 convs (features at 1/2 and 1/4); ``big_stem``: the first is 5x5, not 3x3."""
+
+    def __init__(self, name, in_channels=3, pretrained=None, big_stem=False):
+        super().__init__()
+        k = 5 if big_stem else 3
+        self.one = nn.Conv2d(in_channels, 4, k, stride=2, padding=k // 2)
+        self.two = nn.Conv2d(4, 8, 3, stride=2, padding=1)
+        self.out_channels, self.strides, self.output_stride = (4, 8), (2, 4), 4
+
+    def forward(self, x):
+        first = self.one(x)
+        return [first, self.two(first)]
+
+
+ENCODERS.register("tiny", pools=None)(EncoderFamily(
+    contract=lambda name: Contract((4, 8), (2, 4)), build=Tiny, weights=lambda name: (),
+    names=("tiny",), tokens=("tiny",)))
+register_knob(flag("big_stem", "bst", "a 5x5 first conv (tiny encoder)", reaches="encoder"))
+'''
+
+
+def test_a_plugin_knob_reaching_the_encoder_goes_to_the_family_that_takes_it(plugin_sandbox):
+    from ablate.common.plugins import load_plugins
+    from ablate.models.encoders import build_encoder
+
+    small = Variant(widths=(8, 8))
+    before = _params(small)
+    (plugin_sandbox / "tinyenc.py").write_text(ENCODER_KNOB_PLUGIN)
+    load_plugins(["tinyenc.py"])
+    assert _params(small) == before  # at its default the knob reaches no builder
+    tiny = Variant(encoder="tiny", widths=(8, 8))
+    big = tiny.replace(big_stem="on")
+    assert big.id == tiny.id + "-bst" and Variant.from_id(big.id) == big
+    assert _params(big) - _params(tiny) == 4 * 3 * (25 - 9)  # the stem's kernel, 3x3 -> 5x5
+    assert build_model(big, 2).encoder.one.kernel_size == (5, 5)
+    refused = (r"big_stem=True needs an encoder family that takes `big_stem` \(tiny\); encoder "
+               r"resnet18 \(family resnet\) does not \(its builder ResNetEncoder has no "
+               r"`big_stem` argument\)")
+    with pytest.raises(ValueError, match=refused):
+        small.replace(big_stem=True)  # when the variant is made
+    with pytest.raises(ValueError, match=refused):
+        build_encoder("resnet18", big_stem=True)  # and when the encoder is built

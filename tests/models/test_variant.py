@@ -204,12 +204,20 @@ def test_all_skips_are_those_the_stages_reach():
 
 @pytest.fixture
 def probe():
-    """A throw-away knob registered as a plugin would (one registration), removed after."""
+    """A throw-away knob registered as a plugin would (one registration), with a decoder block
+    ``pconv`` (token ``pcv``) that takes it; both removed after."""
+    from ablate.models.decoder import BLOCKS, conv_block
     from ablate.models.variant import flag, register_knob
 
-    knob = register_knob(flag("probe", "prb", "a test knob read by the heads", reaches="head"))
+    @BLOCKS.register("pconv", token="pcv")
+    def pconv(in_ch, out_ch, norm="bn", act="relu", probe=False):
+        """the conv block, taking the probe knob."""
+        return conv_block(in_ch, out_ch, norm, act)
+
+    knob = register_knob(flag("probe", "prb", "a test knob read by the pconv block"))
     yield knob
     KNOBS.unregister("probe")
+    BLOCKS.unregister("pconv")
 
 
 def test_one_registration_reaches_everything(probe):
@@ -218,8 +226,8 @@ def test_one_registration_reaches_everything(probe):
     from ablate.runner import columns
     from ablate.scale.search_spec import parse_search
 
-    base = Variant()
-    assert base.probe is False and base.id == "r18-M-w256.128.64.32-k0123-cat-cv-bil"
+    base = Variant(block="pconv")
+    assert base.probe is False and base.id == "r18-M-w256.128.64.32-k0123-cat-pcv-bil"
     assert "probe" not in base.to_dict()  # no stored run key changes
     on = base.replace(probe="on")
     assert on.probe is True and on.id == base.id + "-prb" and Variant.from_id(on.id) == on
@@ -231,9 +239,10 @@ def test_one_registration_reaches_everything(probe):
     assert "probe" in columns() and list_knobs("probe")[0]["default"] == "off"
     args = build_parser().parse_args(["profile", "--variant", base.id, "--probe", "yes"])
     assert variant_from_args(args) == on
-    exp = parse_experiment({"grid": {"probe": [False, True]}})
+    exp = parse_experiment({"baseline": {"block": "pconv"}, "grid": {"probe": [False, True]}})
     assert [v.probe for v in exp.variants] == [False, True]
-    spec = parse_search({"study": "s", "space": {"probe": ["off", "on"]}, "trials": 2})
+    spec = parse_search({"study": "s", "baseline": {"block": "pconv"},
+                         "space": {"probe": ["off", "on"]}, "trials": 2})
     assert spec.space[0].choices == (False, True) and spec.variant({"probe": True}) == on
     with pytest.raises(ValueError, match=r"probe='maybe' is not allowed; allowed: off or on"):
         base.replace(probe="maybe")
@@ -302,3 +311,24 @@ def test_decoder_axes_tokens_and_defaults():
                            "attention": "scse", "deep_supervision": "on"}
     with pytest.raises(ValueError, match="token 'gn' is not read by any knob"):
         Variant.from_id(base.id + "-gelu-gn")  # out of KNOBS order
+
+
+def test_a_knob_reaching_the_head_must_be_one_the_heads_take(plugin_sandbox):
+    """The heads have one builder and no knob value picks another, so a plugin's knob reaching
+    them would be ignored: its registration is refused (the plugin with it)."""
+    from ablate.common.plugins import PluginError, load_plugins
+    from ablate.models.variant import flag, register_knob
+
+    (plugin_sandbox / "headplug.py").write_text(
+        "from ablate.models.variant import flag, register_knob\n\n"
+        "register_knob(flag('head_bias', 'hb', 'a bias-free head', reaches='head'))\n")
+    with pytest.raises(PluginError, match=r"plugin 'headplug.py': .*knob 'head_bias': "
+                                          r"reaches='head' is not allowed \(the head has one "
+                                          r"builder, build_heads, which takes only "
+                                          r"deep_supervision; .*allowed: encoder or decoder"):
+        load_plugins(["headplug.py"])
+    assert "head_bias" not in KNOBS
+    with pytest.raises(ValueError, match=r"knob name 'in_channels' is not allowed: build_encoder "
+                                         r"gets in_channels from the model"):
+        register_knob(flag("in_channels", "inc", "the model's own", reaches="encoder"))
+    assert "in_channels" not in KNOBS

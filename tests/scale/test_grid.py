@@ -78,13 +78,15 @@ GRID_FAULTS = [p for p in FAULTS.names() if "grid" in FAULTS.meta(p)["where"]]
 
 @pytest.mark.slow
 def test_a_grid_worker_killed_at_any_fault_point_leaves_every_cell_run_once(
-        storage, tiny, fast, fast_tmp, fake_training, fork, ended):
-    """Per fault point, a grid worker dies there; then two more finish the grid together."""
+        storage, tiny, fast, fast_tmp, fake_training, fork, ended, journal):
+    """Per fault point, a grid worker dies there; then two more finish the grid together. The
+    grid is tracked (the ``journal`` sink): one finished tracker run per cell, the rest killed."""
     results, cache, go = fast_tmp / "results", fast_tmp / "cache", fast_tmp / "go"
     exps = {p: parse_experiment({"name": f"grid-{p}", "dataset": tiny()["dataset"],
                                  "preset": "quick", "train": {**tiny()["train"], "epochs": 2},
                                  "seeds": [0], "baseline": {"widths": [16, 8, 8, 8]},
-                                 "variants": [{"pool": "MAA"}], "profile_size": 32}, p)
+                                 "variants": [{"pool": "MAA"}], "profile_size": 32,
+                                 "tracking": ["journal"]}, p)
             for p in GRID_FAULTS}
     load_dataset(runner.data_spec(exps["epoch-end"]), cache)  # decoded once, before any fork
 
@@ -117,6 +119,9 @@ def test_a_grid_worker_killed_at_any_fault_point_leaves_every_cell_run_once(
         assert (runs["status"] == "ok").all(), point
         parquet = pd.read_parquet(results / exp.name / "runs.parquet")
         assert parquet[["variant", "seed", "status"]].equals(runs[["variant", "seed", "status"]])
+        entries = journal(results / exp.name, [k.split(" ", 1)[1] for k in cells], point)
+        if point == "epoch-end":  # killed mid-training: its tracker run marked, then redone
+            assert entries[0]["id"] in {e["id"] for e in entries if e["call"] == "killed"}
 
 
 def test_adaptive_seeds_in_a_pool_run_each_added_cell_exactly_once(tmp_path, monkeypatch,

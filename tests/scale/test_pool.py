@@ -66,3 +66,13 @@ def test_finished_says_when_another_worker_took_the_key_over(claims):
               finished=lambda *args: told.append(args))
     assert told == [("x", "1", False)]
     assert (claims.all()["x"].owner, claims.all()["x"].state) == ("thief", "running")
+
+
+def test_a_worker_restarted_under_its_name_takes_its_own_key_back_first(claims):
+    claims.grace = 3600  # a stale claim would never be taken over within the test
+    assert claims.claim("b", "task-1")  # the task was requeued while it held "b"
+    assert claims.claim("c", "other")  # a live worker of another name is waited for
+    calls = []
+    work_pool(claims, ["a", "b", "c"], lambda key: calls.append(key) or "1", owner="task-1",
+              heartbeat=0.2, stop=lambda held: calls == ["b", "a"])
+    assert calls == ["b", "a"] and claims.all()["c"].owner == "other"

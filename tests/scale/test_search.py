@@ -25,7 +25,7 @@ from ablate.common.faults import FAULT_ENV, FAULTS
 from ablate.data import load_dataset
 from ablate.results import ROW_FILE, run_dir
 from ablate.scale import search
-from ablate.scale.ledger import Ledger
+from ablate.scale.ledger import LOST_ATTR, Ledger
 from ablate.scale.search import run_search
 from ablate.scale.search_report import epochs_saved, trials_table, write_search_report
 from ablate.scale.search_spec import load_search, parse_search
@@ -215,17 +215,46 @@ def _check_search_ended_exactly(spec, url: str, trained: Counter, table: pd.Data
     assert all(state[n] in ("COMPLETE", "PRUNED", "FAIL") for n in named), f"{case}: {named}"
 
 
+@pytest.mark.slow
+def test_an_interrupted_worker_gives_its_slot_back_and_its_trial_is_retried(tiny, tiny_store,
+                                                                           fake_training,
+                                                                           monkeypatch, tmp_path):
+    """SystemExit mid-training (what a SLURM requeue raises through submitit) is no trial
+    failure: the trial stays running, its slot is free at once, and the next worker settles it
+    as lost and retries it."""
+    spec, fake = parse_search(tiny(trials=2)), runner.run_one
+
+    def interrupted(*args, **kwargs):
+        monkeypatch.setattr(runner, "run_one", fake)
+        raise SystemExit(-1)
+
+    monkeypatch.setattr(runner, "run_one", interrupted)
+    with pytest.raises(SystemExit):
+        run_search(spec, tiny_store, tmp_path / "results", progress=False)
+    [cut] = optuna.load_study(study_name="tiny", storage=tiny_store.optuna).trials
+    assert cut.state == optuna.trial.TrialState.RUNNING
+    assert tiny_store.claims("search/tiny/slots").all() == {}  # given back, not held
+    assert run_search(spec, tiny_store, tmp_path / "results", progress=False) == 2
+    trials = optuna.load_study(study_name="tiny", storage=tiny_store.optuna).trials
+    assert trials[0].state == optuna.trial.TrialState.FAIL and LOST_ATTR in trials[0].system_attrs
+    retry = next(t for t in trials if t.system_attrs.get("failed_trial") == cut.number)
+    assert retry.state == optuna.trial.TrialState.COMPLETE and retry.params == cut.params
+
+
 SEARCH_FAULTS = [p for p in FAULTS.names() if "search" in FAULTS.meta(p)["where"]]
 
 
 @pytest.mark.slow
 def test_a_worker_killed_at_any_fault_point_leaves_exactly_n_trials(storage, tiny, fast, fast_tmp,
-                                                                     fake_training, fork, ended):
+                                                                     fake_training, fork, ended,
+                                                                     journal):
     """Per fault point, a worker (as ``ablate search``) dies there; then two more finish the
-    study together (one of them takes the dead worker's slot over while the other runs)."""
+    study together (one of them takes the dead worker's slot over while the other runs). The
+    study is tracked (the ``journal`` sink): one finished tracker run per trained variant, and
+    a trial lost mid-training leaves its tracker run killed."""
     results, cache = fast_tmp / "results", fast_tmp / "cache"
     specs = {p: parse_search(tiny(**{**POOL, "study": f"fault-{p}"}, trials=2,
-                                  train={**tiny()["train"], "epochs": 2}))
+                                  train={**tiny()["train"], "epochs": 2}, tracking=["journal"]))
              for p in SEARCH_FAULTS}
     load_dataset(specs["epoch-end"].data_spec, cache)  # decoded once, before any fork
 
@@ -248,6 +277,10 @@ def test_a_worker_killed_at_any_fault_point_leaves_exactly_n_trials(storage, tin
                  trials_table(optuna.load_study(study_name=spec.name,
                                                 storage=open_store(url).optuna), spec))
         _check_search_ended_exactly(spec, url, fake_training(), table, f"killed at {point}")
+        trained = [k.split(" ", 1)[1] for k in fake_training() if k.split()[0] == spec.name]
+        entries = journal(results / spec.name, trained, point)
+        if point == "epoch-end":
+            assert entries[0]["id"] in {e["id"] for e in entries if e["call"] == "killed"}
 
 
 @pytest.mark.slow
@@ -340,3 +373,16 @@ def test_plugins_given_to_ablate_search_reach_workers_joining_its_study(good_plu
     assert main(["search", str(path), "--plugin", "goodplug.py", "--storage", url,
                  "--results", "res"]) == 0
     assert search.load_study_spec("tiny", open_store(url)).plugins == ("goodplug.py",)
+
+
+def test_track_given_to_ablate_search_logs_its_trials_and_is_stored_for_workers(
+        tmp_path, monkeypatch, tiny, fake_training, journal):
+    monkeypatch.chdir(tmp_path)
+    path, url = tmp_path / "s.yaml", f"sqlite:///{tmp_path / 'study.db'}"
+    path.write_text(yaml.safe_dump(tiny(trials=2)))
+    assert main(["search", str(path), "--track", "journal", "--storage", url,
+                 "--results", "res"]) == 0
+    trained = [k.split(" ", 1)[1] for k in fake_training()]
+    entries = journal(tmp_path / "res" / "tiny", trained)
+    assert [e["call"] for e in entries].count("study") == 1  # the study run, with the report
+    assert search.load_study_spec("tiny", open_store(url)).tracking == ("journal",)

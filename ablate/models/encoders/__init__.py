@@ -13,6 +13,7 @@ from .contract import (
     EncoderFamily,
     allowed_encoders,
     build_encoder,
+    check_encoder_options,
     check_pool,
     encoder_contract,
     encoder_from_token,
@@ -29,8 +30,8 @@ from .unet import UNetEncoder
 
 __all__ = [
     "DEFAULT_POOL", "ENCODERS", "POOLS", "Contract", "EncoderFamily", "ResNetEncoder",
-    "TimmEncoder", "UNetEncoder", "allowed_encoders", "build_encoder", "check_pool",
-    "encoder_contract", "encoder_from_token", "encoder_pools", "encoder_token",
+    "TimmEncoder", "UNetEncoder", "allowed_encoders", "build_encoder", "check_encoder_options",
+    "check_pool", "encoder_contract", "encoder_from_token", "encoder_pools", "encoder_token",
     "encoder_weights", "family_of", "is_weights_file", "list_encoders", "resnet",
     "timm_features", "unet",
 ]

@@ -27,7 +27,7 @@ from typing import Any
 
 from torch import nn
 
-from ...common.checks import not_allowed
+from ...common.checks import not_allowed, refuse_untaken
 from ...common.registry import Registry
 
 ENCODERS: Registry = Registry("encoder family")
@@ -92,8 +92,10 @@ class EncoderFamily:
 
     A family has fixed ``names`` (with ``tokens`` in the same order) and/or a ``prefix``: then any
     name ``prefix + x`` that ``contract`` accepts is its, with the token ``token_prefix + x``.
-    ``build(name, in_channels=, pretrained=[, pool=])`` returns an ``nn.Module`` that keeps the
-    contract (``pool`` is passed only to families whose registry entry has pool letters).
+    ``build(name, in_channels=, pretrained=[, pool=], **options)`` returns an ``nn.Module`` that
+    keeps the contract (``pool`` is passed only to families whose registry entry has pool
+    letters; ``options``: the knobs a plugin added that reach the encoder, each only when set
+    and only to a family whose ``build`` takes it by keyword).
     ``weights(name)`` lists the weights names besides a local file that ``pretrained`` accepts.
     """
 
@@ -187,14 +189,29 @@ def check_pool(name: str, pool: str) -> None:
                           f"{', '.join(with_pools)}")
 
 
-def build_encoder(name: str, in_channels: int = 3, pool: str = DEFAULT_POOL,
-                  pretrained: str | None = None) -> nn.Module:
-    """Build encoder ``name``; checks that it keeps the contract its family declared."""
+def check_encoder_options(name: str, options: dict[str, Any]) -> None:
+    """Refuse options (set knobs a plugin added) that the builder of encoder ``name``'s family
+    does not take, naming the families whose builder takes them."""
+    builders = {family: ENCODERS.get(family).build for family in ENCODERS}
+    family = family_of(name)
+    refuse_untaken(options, family, builders, "an encoder family",
+                   f"encoder {name} (family {family})")
+
+
+def build_encoder(name: str, in_channels: int = 3, *, pool: str = DEFAULT_POOL,
+                  pretrained: str | None = None, **options: Any) -> nn.Module:
+    """Build encoder ``name``; checks that it keeps the contract its family declared.
+
+    The keyword-only arguments are the knobs the encoder names; ``options`` (knobs a plugin
+    added, given only when set) go to the family's ``build``, refused when it does not take
+    them (:func:`check_encoder_options`)."""
     family = family_of(name)
     check_pool(name, pool)
+    check_encoder_options(name, options)
     entry: EncoderFamily = ENCODERS.get(family)
     kwargs = {"pool": pool} if ENCODERS.meta(family)["pools"] is not None else {}
-    encoder = entry.build(name, in_channels=in_channels, pretrained=pretrained, **kwargs)
+    encoder = entry.build(name, in_channels=in_channels, pretrained=pretrained, **kwargs,
+                          **options)
     declared = Contract(encoder.out_channels, encoder.strides)
     expected = entry.contract(name)
     if declared != expected or encoder.output_stride != expected.output_stride:
