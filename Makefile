@@ -5,6 +5,10 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 EXP    ?= experiments/seed002_pooling_quick.yaml experiments/seed002_skips_quick.yaml
 SEARCH ?= experiments/search_quick.yaml
+# Worker processes of `make ablation` (ablate run --jobs): the setting `ablate bench` measured
+# fastest on the project's CPU (results/bench/cpu.md, "Jobs"; tests/bench/test_jobs.py holds
+# this line to it). JOBS=1 trains in one process; on a GPU machine see docs/parallel.md.
+JOBS   ?= 2
 
 .PHONY: install test test-fast ablation report search bench gpu-check gpu-wheels docs lint clean
 
@@ -26,7 +30,7 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
 ablation: $(STAMP)
-	$(BIN)/ablate run $(EXP)
+	$(BIN)/ablate run $(EXP) --jobs $(JOBS)
 
 report: $(STAMP)
 	$(BIN)/ablate report $(EXP)

@@ -85,6 +85,12 @@ def _report_and_publish(exp, exp_dir: Path, runs):
     return report, summary
 
 
+def _pass_on(args: argparse.Namespace, *names: str) -> list[str]:
+    """The repeatable options ``names`` as given, for a command this one starts."""
+    return [a for name in names for value in getattr(args, name)
+            for a in (f"--{name}", value)]
+
+
 def _preload_plugins(argv: list[str]) -> None:
     """Import the ``--plugin`` modules of a plugin command before the parser is built from the
     registries, so a knob a plugin registers has its flag."""
@@ -237,11 +243,32 @@ def _run(args: argparse.Namespace) -> int:
     from .experiment import load_experiment
     from .results import OK
     from .runner import run_experiment
+    from .scale.jobs import check_jobs, local_jobs, run_jobs
 
+    given = {name: check_jobs(f"--{name.replace('_', '-')}", getattr(args, name))
+             for name in ("jobs", "jobs_per_gpu") if getattr(args, name) is not None}
     failed = 0
     for path in args.experiments:
         exp = _with_tracking(load_experiment(path), args.track)
-        runs = run_experiment(exp, args.results, retry_failed=args.retry_failed)
+        jobs, device = local_jobs(exp, given.get("jobs", exp.jobs), given.get("jobs_per_gpu"))
+        if len(jobs) == 1:
+            runs = run_experiment(exp, args.results, retry_failed=args.retry_failed)
+        else:
+            if args.retry_failed:
+                raise ValueError(f"--retry-failed is not allowed with {len(jobs)} jobs; "
+                                 "allowed: with --jobs 1 (failed rows are redone in one process)")
+            done = run_jobs(path, exp, jobs, device, args.results,
+                           worker_args=_pass_on(args, "plugin", "track"))
+            runs, failed = done.runs, failed + len(done.died) + done.missing
+            if done.stopped:
+                print(f"ablate: stopped; {len(runs)} finished run(s) kept in "
+                      f"{Path(args.results) / exp.name}", file=sys.stderr)
+                return 130
+            if done.missing:
+                print(f"ablate: {done.missing} run(s) of {exp.name} not run; run again to finish "
+                      "them", file=sys.stderr)
+            if runs.empty:
+                continue
         exp_dir = Path(args.results) / exp.name
         report, summary = _report_and_publish(exp, exp_dir, runs)
         print(f"\n{exp.name} ({len(runs)} runs)\n")
@@ -340,6 +367,8 @@ def _worker(args: argparse.Namespace) -> int:
         raise ValueError("give one of: a search file, --study NAME, or --experiment FILE")
     if args.experiment:
         exp = _with_tracking(load_experiment(args.experiment), args.track)
+        if args.threads is not None:
+            exp = dataclasses.replace(exp, config=exp.config.replace(threads=args.threads))
         url = args.storage or f"sqlite:///{args.results / exp.name / 'grid.db'}"
         store = open_store(url, args.heartbeat, args.grace)
         most = "at most " if exp.adaptive else ""
@@ -475,6 +504,8 @@ def _add_pool_parsers(sub) -> None:
     workers.add_argument("--study", help="join this running study (its settings are stored)")
     workers.add_argument("--experiment", type=Path,
                          help="experiment YAML: run its (variant, seed) cells, each exactly once")
+    workers.add_argument("--threads", type=int, help="--experiment: train with this many CPU "
+                         "threads (its train: threads; part of every run key)")
     for parser in (p, workers):
         _add_plugin_arg(parser)
         _add_track_arg(parser)
@@ -574,6 +605,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--results", type=Path, default=Path("results"), help="results root")
         if name == "run":
             p.add_argument("--retry-failed", action="store_true", help="redo failed runs")
+            p.add_argument("--jobs", metavar="N", help="worker processes that share the cells "
+                           "(default: the experiment's jobs:, else 1); docs/parallel.md")
+            p.add_argument("--jobs-per-gpu", metavar="K", help="CUDA: K jobs per visible GPU "
+                           "(N = GPUs x K unless --jobs is given)")
         _add_plugin_arg(p)
         _add_track_arg(p)
 

@@ -17,6 +17,7 @@ the variants to compare, each given as overrides of the baseline, or as a grid o
     grid: {pool: [MAA, AAM]}        # optional: every combination, on top of the baseline
     profile_size: 224               # square input side for params / MACs (default 224)
     metric: dice                    # what the summary compares
+    jobs: 2                         # optional: worker processes of `ablate run` (--jobs)
     slurm: {partition: gpu, array: 4}   # optional: ablate launch slurm (ablate.scale.slurm_spec)
 
 Every error names the file, the key and what is allowed. YAML is read with ``safe_load``.
@@ -45,7 +46,8 @@ from .scale.slurm_spec import SlurmSpec, parse_slurm
 from .tracking import SINKS, check_sinks
 
 KEYS = ("name", "description", "dataset", "preset", "train", "seeds", "baseline", "variants",
-        "grid", "profile_size", "metric", "equivalence", "plugins", "tracking", "slurm")
+        "grid", "profile_size", "metric", "equivalence", "plugins", "tracking", "slurm",
+        "jobs")
 
 #: Each key's default, allowed values and meaning, for the generated key table of
 #: docs/experiments.md (``{name}`` fields are filled from the registries the key is checked
@@ -77,6 +79,8 @@ KEY_DOCS: dict[str, tuple[str, str, str]] = {
                  "(docs/tracking.md); never part of a run key"),
     "slurm": ("`{{}}`", "a mapping of `slurm:` keys ([cluster](cluster.md#options-and-slurm-keys))",
               "the resources `ablate launch slurm` asks for"),
+    "jobs": ("`1`", "an integer >= 1", "worker processes `ablate run` trains the cells in "
+             "(`--jobs` overrides it; [parallel](parallel.md))"),
 }
 
 
@@ -125,6 +129,7 @@ class Experiment:
     plugins: tuple[str, ...] = ()  # as given; imported when the file was read
     tracking: tuple[str, ...] = ()  # tracker sinks (ablate.tracking); results do not depend on it
     slurm: SlurmSpec = SlurmSpec()  # what ``ablate launch slurm`` asks for; no part of a run
+    jobs: int | None = None        # worker processes of `ablate run`; None: not given (one)
 
     def runs(self) -> list[tuple[Variant, int]]:
         """Every (variant, seed) cell that may run, seed-major so each seed's comparison
@@ -209,12 +214,15 @@ def parse_experiment(raw: Mapping[str, Any], default_name: str = "experiment",
     equivalence = at("equivalence", _margins, raw.get("equivalence") or {})
     tracking = at("tracking", check_sinks, raw.get("tracking") or [])
     slurm = at("slurm", parse_slurm, raw.get("slurm"))
+    jobs = raw.get("jobs")
+    if jobs is not None:
+        at("jobs", _positive_int, jobs, "jobs")
     return Experiment(name=name, data=data, preset=preset, config=config, seeds=seeds,
                       baseline=baseline, variants=tuple(dict.fromkeys(variants)),
                       profile_size=profile_size, metric=metric,
                       description=str(raw.get("description", "")), adaptive=adaptive,
                       equivalence=equivalence, plugins=plugins, tracking=tracking,
-                      slurm=slurm)
+                      slurm=slurm, jobs=jobs)
 
 
 def import_plugins(raw: Mapping[str, Any], source: str,

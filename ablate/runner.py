@@ -223,7 +223,7 @@ def run_cell(exp: Experiment, variant: Variant, seed: int,
     """
     if is_finished(out, key, retry_failed) or (
             reuse_from is not None
-            and _reuse(Path(reuse_from), variant, seed, out, key, exp.name)):
+            and reuse_run(Path(reuse_from), variant, seed, out, key, exp.name)):
         if tracking:
             tracking.ensure(out, variant, seed, key, exp.config)
         return read_row(out)
@@ -271,8 +271,8 @@ def untrained_profile(variant: Variant, info: DatasetInfo, profile_size: int) ->
     return profile_model(model, (info.in_channels, profile_size, profile_size)).row()
 
 
-def _reuse(results_dir: Path, variant: Variant, seed: int, out: Path, key: str,
-           experiment: str) -> bool:
+def reuse_run(results_dir: Path, variant: Variant, seed: int, out: Path, key: str,
+              experiment: str) -> bool:
     """Copy an identical finished run (same run key) from another experiment instead of
     training it again; its row says where it came from (``reused_from``)."""
     for row_file in results_dir.glob(str(run_dir("*", variant, seed) / ROW_FILE)):

@@ -12,7 +12,9 @@ measurement) and ``<out_dir>/<device>.md`` (machine, versions and date, then tab
 - switches: the speed-up of bf16 autocast (where the device has bf16), channels_last,
   ``torch.compile`` and (CPU) every core against one thread, each against the plain path; the
   quick preset turns on the CPU switches measured faster;
-- CUDA only: the share of step time spent waiting for input.
+- CUDA only: the share of step time spent waiting for input;
+- jobs: the wall time of a few cells trained by one process with every thread against N
+  processes (``ablate run --jobs``); ``make ablation``'s ``JOBS`` follows the fastest.
 
 Conventions. The harness side always runs ``ablate.training.step.train_epoch`` on objects made by
 ``build_train_step``, the code ``train`` runs. Every timed pass follows one untimed warm-up pass.
@@ -27,9 +29,9 @@ far, which never goes down within a run.
 
 Modules: ``settings`` (``BenchSettings``, ``SMOKE``), ``loops`` (what is timed: the harness step,
 the bare loop, latency, ABBA order), ``measure`` (the variant, overhead, peer, switch and CUDA
-sections), ``datapath`` (cache against decoding files), ``stats`` (result rows, median CI,
-verdicts), ``machine`` (device name, header), ``report`` (csv and Markdown) and ``run``
-(``run_bench``).
+sections), ``datapath`` (cache against decoding files), ``jobs`` (one process against N),
+``stats`` (result rows, median CI, verdicts), ``machine`` (device name, header), ``report`` (csv
+and Markdown) and ``run`` (``run_bench``).
 """
 
 from __future__ import annotations

@@ -199,4 +199,20 @@ def markdown(rows: list[dict], meta: dict[str, str], settings: BenchSettings) ->
              "loader_time_share": "loader time (share of step time)"}
     out += _table(["measurement", "median (min–max)", "note"],
                   [[names[r["metric"]], _spread(r), r["note"]] for r in cuda])
+
+    jobs = [r for r in rows if r["section"] == "jobs"]
+    walls = [r for r in jobs if r["metric"] == "study_wall_s"]
+    out += ["## Jobs: one process against N", ""]
+    if not walls:
+        out += ["Not measured: this file predates the section; `make bench` measures it.", ""]
+        return "\n".join(out)
+    out += [f"The same cells ({walls[0]['note']}; no encoder init) trained from scratch by "
+            "`ablate run --jobs N` (`ablate.scale.jobs`), each setting into a fresh folder, in "
+            "alternating rounds after one warm-up; every side pays its processes' start. "
+            "Speed-up = wall time of one job / of the setting, per round. `make ablation` "
+            "runs with the `JOBS` measured fastest here.", ""]
+    out += _table(["setting", "wall time (s)", "speed-up over one job", "verdict"],
+                  [[r["variant"], med("jobs", r["variant"], "study_wall_s"),
+                    ratio("jobs", r["variant"], "jobs_speedup"),
+                    faster(at[("jobs", r["variant"], "jobs_speedup")])] for r in walls])
     return "\n".join(out)

@@ -15,6 +15,7 @@ from ..data import BatchLoader, DataSpec, load_dataset
 from ..experiment import load_experiment
 from ..models.variant import Variant
 from .datapath import data_rows
+from .jobs import jobs_rows
 from .loops import SEED
 from .machine import cores, device_slug, meta
 from .measure import PLAIN, cuda_rows, overhead_rows, peer_rows, switch_rows, variant_rows
@@ -74,7 +75,8 @@ def run_bench(device: torch.device, variants: Sequence[Variant], out_dir: str | 
                  ("data path", lambda: data_rows(first, config, device, settings)),
                  ("switches", lambda: switch_rows(first, info, loader, config, device,
                                                   settings)),
-                 ("cuda", lambda: cuda_rows(first, info, loader, config, device, settings))]
+                 ("cuda", lambda: cuda_rows(first, info, loader, config, device, settings)),
+                 ("jobs", lambda: jobs_rows(first, device, settings))]
         rows: list[dict] = []
         bar = tqdm(jobs, desc=f"bench {device.type}", unit="part", leave=False)
         for name, job in bar:

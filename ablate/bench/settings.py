@@ -18,10 +18,12 @@ class BenchSettings:
     data_images: int = 64       # training images in the on-disk dataset of the data-path test
     compile: bool = True        # CUDA: measure torch.compile (its warm-up takes a minute)
     threads: int = 0            # CPU intra-op threads; 0: every core this process may use
+    jobs_rounds: int = 3        # rounds of one job against N jobs, each training the cells
+    jobs_cells: int = 4         # cells trained per round (at least the most jobs compared)
 
     def __post_init__(self) -> None:
         for name in ("image_size", "batch", "steps", "repeats", "overhead_rounds", "switch_rounds",
-                     "data_images"):
+                     "data_images", "jobs_rounds", "jobs_cells"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}={value!r} is not allowed; allowed: a positive integer")
@@ -38,4 +40,5 @@ class BenchSettings:
 
 DEFAULTS = BenchSettings()
 SMOKE = BenchSettings(image_size=32, batch=2, steps=2, repeats=1, overhead_rounds=2,
-                      switch_rounds=2, data_images=4, compile=False)
+                      switch_rounds=2, data_images=4, compile=False, jobs_rounds=1,
+                      jobs_cells=2)

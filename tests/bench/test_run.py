@@ -92,13 +92,19 @@ def _check(rows: list[dict], md: str, cuda: bool) -> None:
         else:  # a switch this device cannot use says why
             assert row["median"] == "" and row["note"], metric
     assert "skipped" in by[("switches", "compile_speedup")]["note"]  # --smoke skips compiling
+    for metric in ("study_wall_s", "jobs_speedup"):  # --threads 1: one job x 1 thread only
+        row = by[("jobs", metric)]
+        assert row["variant"] == "1 job x 1 thread" and row["n"] == str(SMOKE.jobs_rounds)
+        assert _positive_finite(row), metric
+    assert float(by[("jobs", "jobs_speedup")]["median"]) == 1.0
     text = _unpadded(md)  # tables are padded to their column widths
     for line in ("# ablate bench: ", "- machine: ", "- device: ", "- versions: python ",
                  "torch ", "segmentation_models_pytorch ", "- date: ", "- settings: image 32 px",
                  "## Variants", "## Harness overhead", "| harness / bare loop |",
                  "not resolved: fewer than 6 rounds", "## Peer: segmentation_models_pytorch",
                  "## Data path",
-                 "## Switches", "## CUDA input", "| variant | params (M) |", f"`{variant}`"):
+                 "## Switches", "## CUDA input", "## Jobs: one process against N",
+                 "| 1 job x 1 thread |", "| variant | params (M) |", f"`{variant}`"):
         assert line in text, line
 
 
