@@ -1,13 +1,13 @@
 """Exactly one finished tracker run per cell, whatever happens to the process.
 
-Each run folder keeps ``tracking.json`` beside its row: for each sink, the tracker run that holds
-the cell (its id, run key, attempt and state). A cell's attempt opens a run and records it as
-``running`` before training; each epoch is logged as ``history.csv`` gains it (so the epochs a
+Each run folder keeps ``tracking.json`` beside its row: for each experiment and sink, the tracker
+run that holds the cell (its id, run key, attempt and state). A cell's attempt opens a run and
+records it as ``running`` before training; each epoch is logged as ``history.csv`` gains it (so the epochs a
 resumed attempt did not train itself are logged too); after the row is written the run is
 finished and recorded as ``finished``. Then:
 
-- a cell reused as it is (its row is current) or copied from another experiment (its record
-  comes with it) is not logged again;
+- a cell reused as it is (its row is current) is not logged again; one copied from another
+  experiment is logged once as a cell of this one (its row says ``reused_from``), never again;
 - an attempt killed mid-run leaves a ``running`` record: the next attempt, or the next
   ``ablate report``, marks that run killed and logs the cell in a new run, so each cell ends with
   one finished run (and its killed attempts marked as such);
@@ -78,14 +78,20 @@ class Tracking:
         if not (out / ROW_FILE).is_file():
             return
         record = read_record(out)
-        todo = [s for n, s in zip(self.names, self.sinks)
-                if not (record.get(n, {}).get("state") == DONE
-                        and record[n].get("run_key") == key)]
+        todo = [s for s in self.sinks
+                if not (record.get(self.entry(s), {}).get("state") == DONE
+                        and record[self.entry(s)].get("run_key") == key)]
         if not todo:
             return
         runs = CellRuns(self, out, variant, seed, key, config)
         runs.begin(todo)
         runs.end(read_row(out))
+
+    def entry(self, sink: Sink) -> str:
+        """The key of ``sink``'s entry in a cell's record: ``<experiment>/<sink name>``. A cell
+        copied from another experiment brings that experiment's entries, which say nothing of
+        this experiment's trackers: the copy is logged here once, as a cell of this study."""
+        return f"{self.experiment}/{self.names[self.sinks.index(sink)]}"
 
     def close(self) -> None:
         for sink in self.sinks:
@@ -106,7 +112,7 @@ class CellRuns:
         record = read_record(self.out)
         params = cell_params(self.variant, self.config, self.key)
         for sink in sinks:
-            name = _name(self.tracking, sink)
+            name = self.tracking.entry(sink)
             held = record.get(name, {})
             attempt = held.get("attempt", 0) + 1 if held.get("run_key") == self.key else 1
             cell = Cell(self.tracking.experiment, self.variant.id, self.seed, self.key, attempt,
@@ -150,15 +156,11 @@ class CellRuns:
         try:
             result = fn(*args)
         except Exception as exc:  # a tracker never fails a run
-            self.tracking.log(f"tracking: {_name(self.tracking, sink)} could not {what} for "
+            self.tracking.log(f"tracking: {self.tracking.entry(sink)} could not {what} for "
                               f"{self.variant.id} seed {self.seed} ({type(exc).__name__}: {exc});"
                               " `ablate report` retries it")
             return False
         return True if result is None else result
-
-
-def _name(tracking: Tracking, sink: Sink) -> str:
-    return tracking.names[tracking.sinks.index(sink)]
 
 
 def cell_params(variant: Variant, config: TrainConfig, key: str) -> dict[str, str]:

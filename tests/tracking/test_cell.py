@@ -7,6 +7,7 @@ each test checks which calls the sinks got.
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -97,7 +98,7 @@ def test_an_attempt_logs_each_epoch_once_then_finishes(recorder, tmp_path, cell)
     assert recorder.calls == [
         ("start", 1, f"{VARIANT.id} seed0"), ("epoch", "run1", 1, 0.1), ("epoch", "run1", 2, 0.2),
         ("finish", "run1", "finished", 0.2, ["history.csv", "row.json"])]
-    record = json.loads((cell / RECORD).read_text())["recorder"]
+    record = json.loads((cell / RECORD).read_text())["exp/recorder"]
     assert record == {"id": "run1", "run_key": "k1", "attempt": 1, "state": "finished"}
 
 
@@ -106,8 +107,22 @@ def test_a_finished_cell_is_not_logged_again(recorder, tmp_path, cell):
     _history(cell, 2)
     runs.end(_row(cell))
     before = list(recorder.calls)
-    _tracking(tmp_path).ensure(cell, VARIANT, 0, "k1", CONFIG)  # reused as it is, or copied
+    _tracking(tmp_path).ensure(cell, VARIANT, 0, "k1", CONFIG)  # reused as it is
     assert recorder.calls == before
+
+
+def test_a_cell_copied_from_another_experiment_is_logged_here_once(recorder, tmp_path, cell):
+    runs = _tracking(tmp_path).begin(cell, VARIANT, 0, "k1", CONFIG)
+    _history(cell, 2)
+    runs.end(_row(cell))
+    copy = tmp_path / "other" / "runs" / VARIANT.id / "seed0"
+    shutil.copytree(cell, copy)  # as ablate.runner copies an identical finished run
+    other = Tracking(["recorder"], tmp_path / "other", "other")
+    for _ in range(2):
+        other.ensure(copy, VARIANT, 0, "k1", CONFIG)
+    calls = [c[0] for c in recorder.calls]
+    assert calls == ["start", "epoch", "epoch", "finish"] * 2  # once in each study, no kill
+    assert set(json.loads((copy / RECORD).read_text())) == {"exp/recorder", "other/recorder"}
 
 
 def test_a_killed_attempt_is_marked_and_the_resume_logs_every_epoch(recorder, tmp_path, cell):
@@ -151,7 +166,7 @@ def test_a_tracker_error_never_fails_the_run_and_is_retried(recorder, tmp_path, 
     runs.end(_row(cell))
     assert len(messages) == 1 and "recorder could not log epoch" in messages[0]
     assert "log_epoch is down" in messages[0] and "ablate report" in messages[0]
-    assert json.loads((cell / RECORD).read_text())["recorder"]["state"] == "running"
+    assert json.loads((cell / RECORD).read_text())["exp/recorder"]["state"] == "running"
     recorder.fail = ""
     _tracking(tmp_path).ensure(cell, VARIANT, 0, "k1", CONFIG)
     assert recorder.calls[-1][:3] == ("finish", recorder.calls[-1][1], "finished")
