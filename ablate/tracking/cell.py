@@ -2,9 +2,9 @@
 
 Each run folder keeps ``tracking.json`` beside its row: for each experiment and sink, the tracker
 run that holds the cell (its id, run key, attempt and state). A cell's attempt opens a run and
-records it as ``running`` before training; each epoch is logged as ``history.csv`` gains it (so the epochs a
-resumed attempt did not train itself are logged too); after the row is written the run is
-finished and recorded as ``finished``. Then:
+records it as ``running`` before training; each epoch is logged as ``history.csv`` gains it (so
+the epochs a resumed attempt did not train itself are logged too); after the row is written the
+run is finished and recorded as ``finished``. Then:
 
 - a cell reused as it is (its row is current) is not logged again; one copied from another
   experiment is logged once as a cell of this one (its row says ``reused_from``), never again;
