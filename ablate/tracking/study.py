@@ -38,11 +38,9 @@ def publish(tracking: Tracking, exp_dir: Path, config: TrainConfig, runs: pd.Dat
     exp_dir = Path(exp_dir)
     with lock(exp_dir):
         for variant_id, seed, key in zip(runs["variant"], runs["seed"], runs["run_key"]):
-            if not isinstance(key, str) or not key:
-                continue
-            variant = Variant.from_id(variant_id)
-            out = run_dir(exp_dir, variant, int(seed))
-            tracking.ensure(out, variant, int(seed), key, config)
+            if isinstance(key, str) and key:
+                _try(tracking, "tracking", f"log {variant_id} seed {seed}", _ensure, tracking,
+                     exp_dir, variant_id, int(seed), key, config)
         for row in summary.to_dict("records"):
             knobs = _knobs(runs, row["variant"])
             values, tags = aggregate_values(row, summary.attrs.get("metric", ""))
@@ -66,6 +64,12 @@ def publish_search(tracking: Tracking, exp_dir: Path, report: Path) -> None:
         for name, sink in zip(tracking.names, tracking.sinks):
             _try(tracking, name, "publish the study", sink.publish_study, trials, report,
                  [exp_dir / "trials.csv"])
+
+
+def _ensure(tracking: Tracking, exp_dir: Path, variant_id: str, seed: int, key: str,
+            config: TrainConfig) -> None:
+    variant = Variant.from_id(variant_id)
+    tracking.ensure(run_dir(exp_dir, variant, seed), variant, seed, key, config)
 
 
 def aggregate_values(row: dict[str, Any], metric: str) -> tuple[dict[str, float], dict[str, str]]:
