@@ -93,6 +93,16 @@ class Tracking:
         this experiment's trackers: the copy is logged here once, as a cell of this study."""
         return f"{self.experiment}/{self.names[self.sinks.index(sink)]}"
 
+    def attempt(self, who: str, what: str, fn: Callable, *args, after: str = "") -> Any:
+        """``fn(*args)``, or, when it raises, one log line naming ``who`` could not do ``what``
+        and why (then ``after``) and False: a tracker never fails a run or a report."""
+        try:
+            result = fn(*args)
+        except Exception as exc:
+            self.log(f"tracking: {who} could not {what} ({type(exc).__name__}: {exc}){after}")
+            return False
+        return True if result is None else result
+
     def close(self) -> None:
         for sink in self.sinks:
             sink.close()
@@ -152,15 +162,10 @@ class CellRuns:
         write_record(self.out, record)
 
     def _guard(self, sink: Sink, what: str, fn: Callable, *args) -> Any:
-        """``fn(*args)``; a tracker error is logged and returns False (the run goes on)."""
-        try:
-            result = fn(*args)
-        except Exception as exc:  # a tracker never fails a run
-            self.tracking.log(f"tracking: {self.tracking.entry(sink)} could not {what} for "
-                              f"{self.variant.id} seed {self.seed} ({type(exc).__name__}: {exc});"
-                              " `ablate report` retries it")
-            return False
-        return True if result is None else result
+        """``Tracking.attempt`` for this cell: a failed call is retried by the next report."""
+        return self.tracking.attempt(self.tracking.entry(sink),
+                                     f"{what} for {self.variant.id} seed {self.seed}", fn, *args,
+                                     after="; `ablate report` retries it")
 
 
 def cell_params(variant: Variant, config: TrainConfig, key: str) -> dict[str, str]:

@@ -39,18 +39,18 @@ def publish(tracking: Tracking, exp_dir: Path, config: TrainConfig, runs: pd.Dat
     with lock(exp_dir):
         for variant_id, seed, key in zip(runs["variant"], runs["seed"], runs["run_key"]):
             if isinstance(key, str) and key:
-                _try(tracking, "tracking", f"log {variant_id} seed {seed}", _ensure, tracking,
-                     exp_dir, variant_id, int(seed), key, config)
+                tracking.attempt("tracking", f"log {variant_id} seed {seed}", _ensure, tracking,
+                                 exp_dir, variant_id, int(seed), key, config)
         for row in summary.to_dict("records"):
             knobs = _knobs(runs, row["variant"])
             values, tags = aggregate_values(row, summary.attrs.get("metric", ""))
             for name, sink in zip(tracking.names, tracking.sinks):
-                _try(tracking, name, f"publish {row['variant']}", sink.publish_variant,
-                     row["variant"], knobs, values, tags)
+                tracking.attempt(name, f"publish {row['variant']}", sink.publish_variant,
+                                 row["variant"], knobs, values, tags)
         files = [p for p in (exp_dir / "summary.csv", exp_dir / "summary.md",
                              exp_dir / "runs.csv") if p.is_file()]
         for name, sink in zip(tracking.names, tracking.sinks):
-            _try(tracking, name, "publish the study", sink.publish_study, summary, report, files)
+            tracking.attempt(name, "publish the study", sink.publish_study, summary, report, files)
 
 
 def publish_search(tracking: Tracking, exp_dir: Path, report: Path) -> None:
@@ -62,8 +62,8 @@ def publish_search(tracking: Tracking, exp_dir: Path, report: Path) -> None:
     trials = pd.read_csv(exp_dir / "trials.csv")
     with lock(exp_dir):
         for name, sink in zip(tracking.names, tracking.sinks):
-            _try(tracking, name, "publish the study", sink.publish_study, trials, report,
-                 [exp_dir / "trials.csv"])
+            tracking.attempt(name, "publish the study", sink.publish_study, trials, report,
+                             [exp_dir / "trials.csv"])
 
 
 def _ensure(tracking: Tracking, exp_dir: Path, variant_id: str, seed: int, key: str,
@@ -90,11 +90,3 @@ def aggregate_values(row: dict[str, Any], metric: str) -> tuple[dict[str, float]
 def _knobs(runs: pd.DataFrame, variant: str) -> dict[str, str]:
     first = runs[runs["variant"] == variant].iloc[0]
     return {f"knob.{k}": str(first[k]) for k in KNOBS.names() if k in runs.columns}
-
-
-def _try(tracking: Tracking, name: str, what: str, fn, *args) -> None:
-    try:
-        fn(*args)
-    except Exception as exc:  # a tracker never fails a report
-        tracking.log(f"tracking: {name} could not {what} ({type(exc).__name__}: {exc})")
-
