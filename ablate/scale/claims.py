@@ -4,7 +4,10 @@ A worker takes a key so that no other worker holds it (a grid cell, a search var
 among the asked trials). A claim is held by an owner, kept alive by heartbeats (``beating``),
 finished (``done``, with an optional JSON result) or released, and a claim whose holder stopped
 beating for ``grace`` seconds can be taken over. ``take`` records a key as done at once, for
-the one caller that gets there first (a search trial, run by one worker, never by two). In an
+the one caller that gets there first (a search trial, run by one worker, never by two), and
+optionally only while the caller still holds another key (the search slot it takes the trial
+for), checked in the same transaction: a worker taken for dead cannot take work for a key that
+is no longer its own. A worker learns that a hold was lost from its ``beating`` block. In an
 RDB a claim is one row of the ``ablate_claims`` table, taken by a primary-key insert or a
 conditional ``UPDATE`` whose row count says who won (``RDBClaims``); beside a journal file it
 is one JSON file changed under Optuna's journal file lock (``FileClaims``). Heartbeat times come
@@ -21,7 +24,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,9 +68,14 @@ class Claims:
         """
         raise NotImplementedError
 
-    def take(self, key: str, owner: str, result: str | None = None) -> bool:
+    def take(self, key: str, owner: str, result: str | None = None,
+             holding: tuple[Claims, str] | None = None) -> bool:
         """Record ``key`` as done by ``owner`` with a JSON ``result`` if nobody has it yet; True
-        for the one caller that recorded it (a running or done key is never taken)."""
+        for the one caller that recorded it (a running or done key is never taken).
+
+        With ``holding=(claims, held_key)`` (claims of the same store), only while ``owner``
+        still holds ``held_key`` there, in one transaction (its heartbeat is refreshed too).
+        """
         raise NotImplementedError
 
     def beat(self, key: str, owner: str) -> bool:
@@ -136,13 +144,29 @@ class RDBClaims(Claims):
                 .values(owner=owner, beat=now)).rowcount
         return taken == 1 or self._insert(key, "running", owner, now, None)
 
-    def take(self, key: str, owner: str, result: str | None = None) -> bool:
-        return self._insert(key, "done", owner, time.time(), result)
+    def take(self, key: str, owner: str, result: str | None = None,
+             holding: tuple[Claims, str] | None = None) -> bool:
+        if holding is None:
+            return self._insert(key, "done", owner, time.time(), result)
+        held, held_key = holding
+        if not isinstance(held, RDBClaims) or held._engine is not self._engine:
+            raise ValueError("take(holding=...) needs claims of the same store")
+        return self._insert(key, "done", owner, time.time(), result,
+                            lambda conn: conn.execute(
+                                _TABLE.update()
+                                .where(held._where(held_key), _TABLE.c.owner == owner,
+                                       _TABLE.c.state == "running")
+                                .values(beat=time.time())).rowcount == 1)
 
-    def _insert(self, key: str, state: str, owner: str, beat: float, result: str | None) -> bool:
-        """One primary-key insert: the database lets exactly one of racing workers add the row."""
+    def _insert(self, key: str, state: str, owner: str, beat: float, result: str | None,
+                first: Callable[[sa.engine.Connection], bool] | None = None) -> bool:
+        """One primary-key insert: the database lets exactly one of racing workers add the row.
+        ``first(conn)`` runs before it in the same transaction; False there adds nothing (the
+        row it updates stays locked until the insert is committed or rolled back)."""
         try:
             with self._engine.begin() as conn:
+                if first is not None and not first(conn):
+                    return False
                 conn.execute(_TABLE.insert().values(namespace=self.namespace, key=key, state=state,
                                                     owner=owner, beat=beat, result=result))
         except sa.exc.IntegrityError:
@@ -185,12 +209,18 @@ class FileClaims(Claims):
 
     @contextmanager
     def _locked(self) -> Iterator[dict[str, dict[str, Any]]]:
+        """This namespace's claims, written back if changed, under the file lock."""
+        with self._file() as data:
+            yield data.setdefault(self.namespace, {})
+
+    @contextmanager
+    def _file(self) -> Iterator[dict[str, dict[str, dict[str, Any]]]]:
+        """Every namespace of the file, written back if changed, under the file lock."""
         self._lock.acquire()
         try:
             data = json.loads(self._path.read_text()) if self._path.is_file() else {}
             before = json.dumps(data, sort_keys=True)
-            claims = data.setdefault(self.namespace, {})
-            yield claims
+            yield data
             if json.dumps(data, sort_keys=True) != before:
                 write_text(self._path, json.dumps(data))
         finally:
@@ -206,11 +236,22 @@ class FileClaims(Claims):
             claims[key] = {"state": "running", "owner": owner, "beat": now, "result": None}
             return True
 
-    def take(self, key: str, owner: str, result: str | None = None) -> bool:
-        with self._locked() as claims:
+    def take(self, key: str, owner: str, result: str | None = None,
+             holding: tuple[Claims, str] | None = None) -> bool:
+        if holding is not None and (not isinstance(holding[0], FileClaims)
+                                    or holding[0]._path != self._path):
+            raise ValueError("take(holding=...) needs claims of the same store")
+        with self._file() as data:
+            claims = data.setdefault(self.namespace, {})
             if key in claims:
                 return False
-            claims[key] = {"state": "done", "owner": owner, "beat": time.time(), "result": result}
+            now = time.time()
+            if holding is not None:
+                held = data.get(holding[0].namespace, {}).get(holding[1])
+                if held is None or held["owner"] != owner or held["state"] != "running":
+                    return False
+                held["beat"] = now
+            claims[key] = {"state": "done", "owner": owner, "beat": now, "result": result}
             return True
 
     def _update(self, key: str, owner: str, **values: Any) -> bool:
@@ -240,17 +281,34 @@ class FileClaims(Claims):
                     for k, c in claims.items()}
 
 
+class HoldLost(BaseException):
+    """This worker's hold was taken over (it was taken for dead: its heartbeats were late).
+
+    Raised to stop the work at once, as if the worker had died: like an interruption, it is no
+    failure of the work (nothing is recorded; the new holder resumes it), so it passes through
+    the handlers that record failures (``except Exception``).
+    """
+
+
 class _Beater(threading.Thread):
-    """Refreshes some claims every ``interval`` seconds until stopped."""
+    """Refreshes some claims every ``interval`` seconds until stopped; ``lost`` is set once a
+    hold was found taken over or finished by someone else."""
 
     def __init__(self, interval: float, holds: list[tuple[Claims, str, str]]) -> None:
         super().__init__(daemon=True)
         self._interval, self._holds, self._stop_event = interval, holds, threading.Event()
+        self.lost = threading.Event()
 
     def run(self) -> None:
         while not self._stop_event.wait(self._interval):
             for claims, key, owner in self._holds:
-                claims.beat(key, owner)
+                if not claims.beat(key, owner):
+                    self.lost.set()
+
+    def check(self) -> None:
+        """Raise ``HoldLost`` if a hold was lost."""
+        if self.lost.is_set():
+            raise HoldLost(", ".join(f"{key} ({c.namespace})" for c, key, _ in self._holds))
 
     def stop(self) -> None:
         self._stop_event.set()
@@ -258,11 +316,12 @@ class _Beater(threading.Thread):
 
 
 @contextmanager
-def beating(interval: float, *holds: tuple[Claims, str, str]) -> Iterator[None]:
-    """Keep ``(claims, key, owner)`` holds alive while the block runs."""
+def beating(interval: float, *holds: tuple[Claims, str, str]) -> Iterator[_Beater]:
+    """Keep ``(claims, key, owner)`` holds alive while the block runs; the block may call the
+    yielded beater's ``check()`` between steps of its work to stop once a hold was lost."""
     beater = _Beater(interval, list(holds))
     beater.start()
     try:
-        yield
+        yield beater
     finally:
         beater.stop()

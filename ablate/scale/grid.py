@@ -78,14 +78,15 @@ def run_grid(exp: Experiment, store: Store, results_dir: str | Path = "results",
         bar.update(len(done) - bar.n)
         return len(done) == len(cells)
 
-    def run(cell: str) -> str:
+    def run(cell: str, held: Callable[[], None]) -> str:
         nonlocal data
         variant, seed, key = cells[cell]
         bar.set_postfix_str(f"{variant.id} seed {seed}")
         if data is None:
             data = load_dataset(spec, cache_dir)
         ran[cell] = runner.run_cell(exp, variant, seed, data, run_dir(exp_dir, variant, seed),
-                                    key, progress=False, tracking=tracking)
+                                    key, progress=False, tracking=tracking,
+                                    on_epoch=lambda epoch, scores: held())
         fault_point("row-written")
         return row_text(ran[cell])
 

@@ -12,7 +12,10 @@ WAITING and taken like a queued one, so no trial of a worker is RUNNING without 
 The worker that takes a slot over first ``settle``s it: a trial that completed in it fills it
 (its worker died between ``tell`` and finishing the slot), an unfinished one is failed as lost
 and a copy of it is queued for the same slot (at most ``Store.max_retry`` copies), which the
-slot's holder takes before any other trial. A RUNNING trial that no worker took (made outside
+slot's holder takes before any other trial. A worker that was only late (taken for dead while
+alive) can neither take another trial for the slot it lost (``take`` checks the hold in the
+same transaction) nor complete the trial it ran there (it was failed), so the study still ends
+with exactly the asked number of complete trials. A RUNNING trial that no worker took (made outside
 ablate, so it never beats) is failed once it started more than ``grace`` seconds ago.
 """
 
@@ -74,9 +77,12 @@ class Ledger:
                 return number
         return None
 
-    def take(self, slot: str, owner: str) -> Taken:
+    def take(self, slot: str, owner: str) -> Taken | None:
         """A trial for ``slot``, taken by ``owner`` and RUNNING: a retry queued for this slot,
-        else any other queued trial (oldest first), else a new one."""
+        else any other queued trial (oldest first), else a new one. None once ``owner`` no
+        longer holds ``slot`` (its heartbeats were late and another worker took the slot over):
+        a trial is only ever taken for a slot its taker holds, in one transaction, so the
+        slot's new holder settles every trial taken for it."""
         while True:
             takes = self.takes.all()
             waiting = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
@@ -86,6 +92,8 @@ class Ledger:
                 taken = self._take(frozen, slot, owner) if retried in (slot, None) else None
                 if taken is not None:
                     return taken
+            if not self.slots.beat(slot, owner):
+                return None
             self.study.add_trial(create_trial(state=TrialState.WAITING))
             fault_point("trial-created")
 
@@ -99,7 +107,8 @@ class Ledger:
                 self._fail(t.number, "no worker took it and it never sent a heartbeat")
 
     def _take(self, frozen: FrozenTrial, slot: str, owner: str) -> Taken | None:
-        if not self.takes.take(str(frozen.number), owner, json.dumps({"slot": slot})):
+        if not self.takes.take(str(frozen.number), owner, json.dumps({"slot": slot}),
+                               holding=(self.slots, slot)):
             return None
         fault_point("trial-taken")
         trial_id = self._trial_id(frozen.number)

@@ -45,7 +45,7 @@ from ..data import load_dataset
 from ..models.variant import Variant
 from ..results import OK, PRUNED, SKIPPED, run_dir
 from ..tracking.cell import Tracking
-from .claims import Claim, Claims, beating, worker_id
+from .claims import Claim, Claims, HoldLost, beating, worker_id
 from .ledger import LOST_ATTR, Ledger, Taken
 from .pool import work_pool
 from .search_spec import OBJECTIVES, SearchSpec, parse_search
@@ -161,7 +161,7 @@ def run_search(spec: SearchSpec, store: Store, results_dir: str | Path = "result
             return True
         return False
 
-    def one_trial(slot: str) -> str | None:
+    def one_trial(slot: str, held: Callable[[], None]) -> str | None:
         """Fill ``slot``: with a trial that completed in it, or by running one; its number
         finishes the slot when it completed, else the slot is freed."""
         done = ledger.settle(slot)
@@ -169,7 +169,12 @@ def run_search(spec: SearchSpec, store: Store, results_dir: str | Path = "result
             log(f"{spec.name}: trial {done} had completed in slot {slot}; its worker died "
                 "before the slot was marked done")
             return str(done)
-        trial = _run_trial(study, ledger.take(slot, me), worker, log)
+        taken = ledger.take(slot, me)
+        if taken is None:
+            log(f"{spec.name}: slot {slot} was taken over by another worker (this worker's "
+                "heartbeats were late); it looks for another")
+            return None
+        trial = _run_trial(study, taken, worker, log, held)
         fault_point("trial-told")
         if trial is None or trial.state != TrialState.COMPLETE:
             return None
@@ -183,18 +188,20 @@ def run_search(spec: SearchSpec, store: Store, results_dir: str | Path = "result
     return sum(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False))
 
 
-def _run_trial(study: optuna.Study, taken: Taken, worker: _Worker,
-               log: Callable[[str], None]) -> optuna.trial.FrozenTrial | None:
+def _run_trial(study: optuna.Study, taken: Taken, worker: _Worker, log: Callable[[str], None],
+               held: Callable[[], None]) -> optuna.trial.FrozenTrial | None:
     """Run the objective on a taken trial and tell the study how it ended; None when another
-    worker failed it as lost meanwhile (this worker's slot went silent for ``grace``)."""
+    worker failed it as lost meanwhile (this worker's slot went silent for ``grace``): then the
+    training stops at the next epoch end (``held()`` raises ``HoldLost``), as if this worker had
+    died."""
     trial, values, state = taken.trial, None, TrialState.COMPLETE
     try:
-        values = _objective(taken, worker)
+        values = _objective(taken, worker, held)
     except optuna.TrialPruned:
         state = TrialState.PRUNED
     except _RunFailed:
         state = TrialState.FAIL
-    except UpdateFinishedTrialError:
+    except (UpdateFinishedTrialError, HoldLost):
         state = None
     # Not an interruption (SystemExit of a SLURM requeue, Ctrl-C): that leaves the trial
     # running, its slot is released, and the slot's next holder fails it as lost and retries
@@ -219,11 +226,12 @@ def _enqueue_baseline(spec: SearchSpec, store: Store, study: optuna.Study, me: s
         meta.finish("baseline enqueued", me)
 
 
-def _objective(taken: Taken, worker: _Worker) -> float | list[float]:
+def _objective(taken: Taken, worker: _Worker, slot_held: Callable[[], None]) -> float | list[float]:
     """One trial: parameters -> variant -> budget and duplicate checks -> train -> values.
 
     A retry takes the variant over from the lost trial it repeats; when that one had already
-    finished the variant, ``run_cell`` finds its row and nothing is trained again."""
+    finished the variant, ``run_cell`` finds its row and nothing is trained again. Training
+    stops (``HoldLost``) once the slot or the variant was taken over."""
     spec, trial = worker.spec, taken.trial
     params = {p.name: trial.suggest_categorical(p.name, list(p.choices)) for p in spec.space}
     try:
@@ -246,8 +254,13 @@ def _objective(taken: Taken, worker: _Worker) -> float | list[float]:
         if not (done and held.owner == lost):
             _end(trial, row, SKIPPED, f"duplicate: {held.owner if held else 'another trial'} "
                                         f"{'ran' if done else 'is running'} this variant")
-    with beating(worker.store.heartbeat, (worker.variants, variant.id, owner)):
-        row = _train(trial, worker, variant)
+    with beating(worker.store.heartbeat, (worker.variants, variant.id, owner)) as beat:
+
+        def held() -> None:
+            slot_held()
+            beat.check()
+
+        row = _train(trial, worker, variant, held)
         fault_point("row-written")
         _store_row(trial, row)
         worker.variants.finish(variant.id, owner)
@@ -259,12 +272,15 @@ def _objective(taken: Taken, worker: _Worker) -> float | list[float]:
     return values[0] if len(values) == 1 else values
 
 
-def _train(trial: optuna.Trial, worker: _Worker, variant: Variant) -> dict[str, Any]:
+def _train(trial: optuna.Trial, worker: _Worker, variant: Variant,
+           held: Callable[[], None]) -> dict[str, Any]:
     """The trial's cell through ``runner.run_cell`` (a failed or pruned row is redone), with
-    each epoch's metric reported to Optuna and the pruner asked whether to stop."""
+    each epoch's metric reported to Optuna and the pruner asked whether to stop; ``held()``
+    raises ``HoldLost`` at an epoch's end once this worker lost the trial to another."""
     spec = worker.spec
 
     def on_epoch(epoch: int, scores: dict[str, float]) -> None:
+        held()
         if len(spec.objectives) == 1:
             trial.report(float(scores[spec.metric]), epoch)
             if trial.should_prune():

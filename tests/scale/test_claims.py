@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from ablate.scale.claims import HoldLost, beating
 from ablate.scale.storage import open_store
 
 
@@ -55,9 +56,41 @@ def test_a_key_is_taken_once_and_for_all(tmp_path, kind):
                                                                  False)
 
 
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_a_take_while_holding_needs_the_hold_and_refreshes_it(tmp_path, kind):
+    store = open_store(_urls(tmp_path)[kind], heartbeat=1)
+    slots, takes = store.claims("slots"), store.claims("takes")
+    assert not takes.take("1", "w1", holding=(slots, "0"))  # not held by anyone
+    assert slots.claim("0", "w1")
+    before = slots.all()["0"].beat
+    time.sleep(0.01)
+    assert not takes.take("1", "w2", holding=(slots, "0"))  # held, but by another worker
+    assert takes.take("1", "w1", '{"slot": "0"}', holding=(slots, "0"))
+    assert slots.all()["0"].beat > before  # the take was a heartbeat of the slot
+    assert slots.claim("0", "w2", takeover="w1")  # taken over: w1 takes nothing more for it
+    assert not takes.take("2", "w1", holding=(slots, "0")) and "2" not in takes.all()
+    other = open_store(_urls(tmp_path / "x")[kind], heartbeat=1).claims("slots")
+    with pytest.raises(ValueError, match="same store"):
+        takes.take("3", "w2", holding=(other, "0"))
+
+
+def test_a_beater_tells_its_block_when_a_hold_was_taken_over(tmp_path):
+    claims = open_store(_urls(tmp_path)["sqlite"], heartbeat=1).claims("unit")
+    assert claims.claim("a", "w1")
+    with beating(0.02, (claims, "a", "w1")) as beat:
+        time.sleep(0.1)
+        beat.check()  # still held: nothing raised
+        assert claims.claim("a", "w2", takeover="w1")
+        time.sleep(0.1)
+        with pytest.raises(HoldLost, match="a"):
+            beat.check()
+    assert claims.all()["a"].owner == "w2"
+
+
 RACE = """
 import json, random, sys, time
 from pathlib import Path
+from ablate.scale.claims import HoldLost, beating
 from ablate.scale.storage import open_store
 barrier, me, n, urls = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4:]
 stores = [open_store(url).claims("race") for url in urls]

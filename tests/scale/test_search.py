@@ -216,6 +216,46 @@ def _check_search_ended_exactly(spec, url: str, trained: Counter, table: pd.Data
 
 
 @pytest.mark.slow
+def test_a_worker_taken_for_dead_stops_training_and_the_study_still_ends_exactly(
+        tiny, fake_training, monkeypatch, tmp_path):
+    """A live worker whose beats came late: mid-training, a heir takes its slot over, fails its
+    trial as lost and gives the variant to the retry (then the heir dies too). The late worker
+    stops at the next epoch end, takes nothing more for the slot, and the study still ends with
+    exactly ``trials`` complete trials, each variant trained once."""
+    spec = parse_search(tiny(trials=2, train={**tiny()["train"], "epochs": 3}))
+    store = open_store(f"sqlite:///{tmp_path / 'study.db'}", heartbeat=0.1, grace=1)
+    fake, epochs = runner.run_one, []
+
+    def late(*args, on_epoch, **kwargs):
+        monkeypatch.setattr(runner, "run_one", fake)  # the later trials train as usual
+
+        def hook(epoch: int, scores: dict) -> None:
+            epochs.append(epoch)
+            if epoch == 1:
+                heir = Ledger(optuna.load_study(study_name=spec.name, storage=store.optuna), store)
+                [(slot, held)] = heir.slots.all().items()
+                assert heir.slots.claim(slot, "heir", takeover=held.owner)
+                assert heir.settle(slot) is None
+                retry = heir.take(slot, "heir")
+                variants = store.claims(f"search/{spec.name}/variants")
+                assert variants.claim(args[0].id, f"trial {retry.trial.number}",
+                                      takeover=f"trial {retry.retry_of}")
+                time.sleep(0.5)  # a few of the late worker's beats: it learns it lost the hold
+            on_epoch(epoch, scores)
+        return fake(*args, on_epoch=hook, **kwargs)
+
+    monkeypatch.setattr(runner, "run_one", late)
+    logged = []
+    assert run_search(spec, store, tmp_path / "results", progress=False, log=logged.append) == 2
+    assert epochs == [1]  # stopped at the end of the epoch in which it lost the hold
+    trials = optuna.load_study(study_name=spec.name, storage=store.optuna).trials
+    assert trials[0].state == optuna.trial.TrialState.FAIL and LOST_ATTR in trials[0].system_attrs
+    assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in trials) == 2
+    assert set(Counter(k.split()[1] for k in fake_training()).values()) == {1}
+    assert any("trial 0 of this worker" in line for line in logged), logged
+
+
+@pytest.mark.slow
 def test_an_interrupted_worker_gives_its_slot_back_and_its_trial_is_retried(tiny, tiny_store,
                                                                            fake_training,
                                                                            monkeypatch, tmp_path):
@@ -293,6 +333,8 @@ def test_four_workers_on_one_sqlite_study_never_take_a_trial_twice(tiny, fast, f
 
     def spy(self, slot: str, owner: str):
         taken = take(self, slot, owner)
+        if taken is None:  # this worker's slot was taken over: it took nothing
+            return taken
         with open(handed, "a") as f:
             f.write(f"{self.study.study_name} {taken.trial.number} {os.getpid()}\n")
         return taken
