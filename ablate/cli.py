@@ -52,15 +52,10 @@ def _add_track_arg(parser: argparse.ArgumentParser) -> None:
 
 def _with_tracking(exp, names: list[str]):
     """``exp`` with the ``--track`` sinks added (validated: known, and installed)."""
-    from .tracking import check_sinks
-
-    if not names:
-        return exp
     try:
-        tracking = check_sinks([*exp.tracking, *names])
+        return exp.with_tracking(names)
     except ValueError as exc:
         raise ValueError(f"--track: {exc}") from None
-    return dataclasses.replace(exp, tracking=tracking)
 
 
 def _report_and_publish(exp, exp_dir: Path, runs):
@@ -407,7 +402,7 @@ def _launch(args: argparse.Namespace) -> int:
     options = {k: getattr(args, k) for k in ("partition", "time", "cpus_per_task", "gpus", "mem",
                                              "array", "account", "qos")}
     launch = slurm.plan_launch(args.file, args.results, args.storage, args.heartbeat, args.grace,
-                               tuple(args.plugin), **options)
+                               tuple(args.plugin), tuple(args.track), **options)
     nodes = slurm.check_launch(launch)
     launch = slurm.submit(launch)
     print(f"submitted array job {launch.job_id}: {launch.spec.array} worker(s) of {launch.kind} "
@@ -553,6 +548,7 @@ def _add_launch_parsers(sub) -> None:
     p.add_argument("--poll", type=float, default=10.0,
                    help="with --wait: seconds between looks at the queue (default 10)")
     _add_plugin_arg(p)
+    _add_track_arg(p)
     status = kinds.add_parser("status", help="the tasks of a launch and the work done")
     status.add_argument("name", nargs="?", help="experiment or study name (default: every "
                                                 "launch under --results)")

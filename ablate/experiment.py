@@ -27,6 +27,7 @@ datasets, losses and metrics they register are known to the validation of the re
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -141,6 +142,13 @@ class Experiment:
     def looks(self) -> tuple[int, ...] | None:
         """The seed counts at which adaptive seeds read the verdicts; None for a seed list."""
         return self.adaptive.looks if self.adaptive else None
+
+    def with_tracking(self, names: tuple[str, ...] | list[str]) -> Experiment:
+        """The experiment with the sinks ``names`` (``--track``) added after its own, validated
+        (``check_sinks``: known, installed)."""
+        if not names:
+            return self
+        return dataclasses.replace(self, tracking=check_sinks([*self.tracking, *names]))
 
     def margins(self) -> dict[str, float]:
         """The equivalence margin of each metric that has one."""

@@ -69,8 +69,10 @@ def test_bad_input_exits_2_with_message(args, message, capsys):
 
 
 @pytest.mark.slow
-def test_console_script_has_no_traceback():
-    proc = subprocess.run([sys.executable, "-m", "ablate.cli", "profile", "--widths", "0"],
+@pytest.mark.parametrize("module", ["ablate", "ablate.cli"])
+def test_console_script_has_no_traceback(module):
+    """``python -m ablate`` is the ``ablate`` command, as ``python -m ablate.cli`` is."""
+    proc = subprocess.run([sys.executable, "-m", module, "profile", "--widths", "0"],
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "widths='0' is not allowed" in proc.stderr

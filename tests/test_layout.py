@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "ablate"
-ROOT_MODULES = {"__init__", "cli", "config", "experiment", "runner", "results"}
+ROOT_MODULES = {"__init__", "__main__", "cli", "config", "experiment", "runner", "results"}
 
 
 def _modules(package: Path = PACKAGE) -> dict[str, Path]:

@@ -44,6 +44,7 @@ import sqlalchemy as sa
 
 from ..common.files import write_text
 from ..experiment import read_mapping
+from ..tracking import check_sinks
 from .slurm_spec import SlurmSpec
 from .storage import journal_path, open_store, redact
 
@@ -75,6 +76,7 @@ class Launch:
     heartbeat: float
     grace: float | None = None
     plugins: tuple[str, ...] = ()
+    tracking: tuple[str, ...] = ()  # --track sinks, on top of the file's tracking:
     job_id: str = ""
     submitted: str = ""
 
@@ -90,24 +92,32 @@ class Launch:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["spec"]["setup"], data["plugins"] = list(self.spec.setup), list(self.plugins)
+        data["tracking"] = list(self.tracking)
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Launch:
         spec = SlurmSpec(**{**data["spec"], "setup": tuple(data["spec"]["setup"])})
-        return cls(**{**data, "spec": spec, "plugins": tuple(data["plugins"])})
+        return cls(**{**data, "spec": spec, "plugins": tuple(data["plugins"]),
+                      "tracking": tuple(data.get("tracking", ()))})
 
 
 def plan_launch(file: str | Path, results: str | Path = "results", storage: str | None = None,
                 heartbeat: float = 60, grace: float | None = None,
-                plugins: tuple[str, ...] = (), **options: Any) -> Launch:
+                plugins: tuple[str, ...] = (), tracking: tuple[str, ...] = (),
+                **options: Any) -> Launch:
     """The launch of ``file`` (an experiment, or a search: it has a ``space``) with the file's
-    ``slurm:`` keys, ``options`` (not None) on top; checks the file and the options only."""
+    ``slurm:`` keys, ``options`` (not None) on top, and the tracker sinks ``tracking`` added to
+    the file's; checks the file, the sinks and the options only."""
     from ..experiment import load_experiment
     from .search import default_storage
     from .search_spec import load_search
 
     path = Path(file).resolve()
+    try:
+        tracking = check_sinks(list(tracking))
+    except ValueError as exc:
+        raise ValueError(f"--track: {exc}") from None
     if "space" in read_mapping(path, "experiment or search", ("dataset", "space")):
         spec = load_search(path).with_plugins(plugins)
         kind, name, slurm = SEARCH, spec.name, spec.slurm
@@ -117,7 +127,7 @@ def plan_launch(file: str | Path, results: str | Path = "results", storage: str 
         kind, name, slurm = EXPERIMENT, exp.name, exp.slurm
         url = storage or f"sqlite:///{Path(results).resolve() / exp.name / 'grid.db'}"
     return Launch(kind, name, str(path), url, str(Path(results).resolve()),
-                  slurm.replace(**options), heartbeat, grace, tuple(plugins))
+                  slurm.replace(**options), heartbeat, grace, tuple(plugins), tracking)
 
 
 def check_launch(launch: Launch, mounts: str | None = None) -> int:
@@ -309,11 +319,12 @@ class ArrayWorker:
         log(f"array task {task} works as {owner} on {redact(launch.storage)}")
         if launch.kind == SEARCH:
             spec = load_search(launch.file).with_plugins(launch.plugins)
+            spec = spec.with_tracking(launch.tracking)
             complete = run_search(spec, store, launch.results, progress=False, log=log,
                                   owner=owner)
             return {"task": task, "complete": complete, "asked": spec.trials}
-        runs = run_grid(load_experiment(launch.file), store, launch.results, progress=False,
-                        log=log, owner=owner)
+        runs = run_grid(load_experiment(launch.file).with_tracking(launch.tracking), store,
+                        launch.results, progress=False, log=log, owner=owner)
         return {"task": task, "runs": len(runs), "failed": int((runs["status"] != OK).sum())}
 
     def checkpoint(self, task: int) -> Any:

@@ -96,6 +96,7 @@ def test_storage_and_results_must_be_shared_by_every_node_of_the_partition(stora
      "a password in the URL would be written into the job files"),
     (["--storage", "sqlite:///:memory:"], "an in-memory SQLite database is private"),
     (["--storage", "sqlite:/nowhere"], "storage='<unparseable storage URL>' is not allowed"),
+    (["--track", "tensorbored"], "--track: tracking='tensorbored' is not allowed; allowed: "),
 ])
 def test_a_launch_that_cannot_work_is_refused_with_exit_2_before_submitting(
         tmp_path, capsys, monkeypatch, args, message):
@@ -146,6 +147,23 @@ def test_status_names_each_ended_task_and_the_log_of_each_that_failed(tmp_path, 
     assert f"2 task(s) failed; their logs: {launch.log(1)}, {launch.log(2)}" in out
     assert main(["launch", "status", "other", "--results", str(tmp_path / "r")]) == 2
     assert "no launch of 'other'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_track_reaches_every_array_task_through_the_launch_record(tmp_path, journal,
+                                                                    monkeypatch):
+    """``launch slurm --track`` is kept in launch.json and each task logs to it, on top of the
+    file's tracking: (a task run here in-process, as submitit runs it on a node)."""
+    monkeypatch.delenv("SLURM_ARRAY_JOB_ID", raising=False)
+    exp_file = _tiny(tmp_path)
+    launch = slurm.plan_launch(exp_file, tmp_path / "r", tracking=("journal",))
+    stored = slurm.Launch.from_dict(json.loads(json.dumps(launch.to_dict())))
+    assert stored == launch and stored.tracking == ("journal",)
+    assert slurm.ArrayWorker(stored)(0) == {"task": 0, "runs": 1, "failed": 0}
+    exp = load_experiment(exp_file)
+    journal(tmp_path / "r" / exp.name, [f"{exp.baseline.id} seed0"])
+    older = {k: v for k, v in launch.to_dict().items() if k != "tracking"}  # before --track
+    assert slurm.Launch.from_dict(older).tracking == ()
 
 
 def test_a_search_file_launches_search_workers_and_counts_its_trial_slots(tmp_path, tiny):
