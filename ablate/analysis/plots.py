@@ -12,6 +12,7 @@ skipped.
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -102,9 +103,12 @@ def plot_metric_vs_cost(summary: pd.DataFrame, cost: str, out_dir: Path | str) -
                            label=label)
     base = rows.index[rows["is_baseline"]]
     ax.scatter(x[base], y[base], marker="*", s=260, color="C3", zorder=5, label="baseline")
+    middle = (x.min() + x.max()) / 2
     for xi, yi, label in zip(x, y, _short_labels(list(rows["variant"]))):
-        ax.annotate(label, (xi, yi), xytext=(5, 5), textcoords="offset points", fontsize=7)
-    ax.set_xlabel(f"{c.label}: {c.unit} ({input_size(summary)})")
+        right = xi > middle  # labelled towards the middle: a label never leaves the axes
+        ax.annotate(label, (xi, yi), xytext=(-5 if right else 5, 5), textcoords="offset points",
+                    ha="right" if right else "left", fontsize=7)
+    ax.set_xlabel(textwrap.fill(f"{c.label}: {c.unit} ({input_size(summary)})", 90))
     ax.set_ylabel(metric_label)
     ax.set_title(f"{METRICS.get(metric).label} vs {c.label}")
     ax.grid(alpha=0.3)

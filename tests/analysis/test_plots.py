@@ -6,7 +6,9 @@ import matplotlib.image
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 
+from ablate.analysis import plots
 from ablate.analysis.plots import (
     plot_curves,
     plot_interactions,
@@ -65,6 +67,27 @@ def test_dice_vs_gmacs_and_params(tmp_path, summary):
     for name, label in (("optimal", "Pareto-optimal"), ("possibly optimal", "possibly optimal"),
                         ("dominated", "dominated (a cheaper")):
         assert (label in text) == (name in classes)
+
+
+@pytest.mark.parametrize("cost", ["gmacs", "latency"])
+def test_every_text_of_a_cost_plot_lies_inside_the_figure(tmp_path, summary, monkeypatch, cost):
+    """No text is cut at the figure's edge: a long axis label wraps (the GMACs label of the
+    committed plots once ran off both sides), and long variant labels stay inside."""
+    drawn = []
+    monkeypatch.setattr(plots, "_save", lambda fig, out_dir, stem: drawn.append(fig) or [])
+    long_ids = summary.assign(variant=[f"{v}-{i}with_a_long_tail_of_knobs_and_more" for i, v
+                                       in enumerate(summary["variant"])],
+                              latency_ms=[20.0, 25.0, 28.0])
+    plot_metric_vs_cost(long_ids, cost, tmp_path)
+    [fig] = drawn
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    box, [ax] = fig.bbox, fig.axes
+    texts = [ax.title, ax.xaxis.label, ax.yaxis.label, *ax.texts]  # ax.texts: the variants
+    assert any("long_tail" in t.get_text() for t in texts)
+    for t in texts:
+        extent = t.get_window_extent(renderer)
+        assert box.x0 - 1 <= extent.x0 and extent.x1 <= box.x1 + 1, t.get_text()
 
 
 def test_dice_vs_latency_and_interactions(tmp_path, summary):
