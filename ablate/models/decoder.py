@@ -21,8 +21,10 @@ Each knob value here is one registered function:
     ATTENTIONS (channels, skip_channels or None, fused_channels, out_channels) ->
                ``StageAttention``: modules a stage runs at three points, each optional: ``gate``
                ``(skip, upsampled) -> skip`` before fusion (only where a skip is fused),
-               ``fused`` on the fused features (only where a skip is fused), ``out`` on the
-               block's output
+               ``fused`` on the fused features (run only where a skip is fused; a value may
+               build it on a stage without one too, never run there, to mirror a reference
+               implementation's parameters: ``UNetDecoder.unrun``), ``out`` on the block's
+               output
 
 A stage: upsample; if it has a skip: gate the skip, fuse, attend the fused features; refine with
 the block; attend the output.
@@ -185,11 +187,15 @@ def no_attention(channels: int, skip_ch: int | None, fused_ch: int, out_ch: int
 
 @ATTENTIONS.register("scse", token="scse", help="concurrent spatial and channel squeeze-and-"
                      "excitation (scSE, reduction 16) where smp's U-Net decoder puts it: on the "
-                     "fused features of a stage with a skip, and on every stage's output")
+                     "fused features of a stage with a skip, and on every stage's output; like "
+                     "smp, a stage without a skip builds the first one too and never runs it "
+                     "(its params are counted, and the profile says so)")
 def scse_attention(channels: int, skip_ch: int | None, fused_ch: int, out_ch: int
                    ) -> StageAttention:
-    """scSE on the fused features (stages with a skip) and on every stage's output."""
-    return StageAttention(fused=SCSE(fused_ch) if skip_ch else None, out=SCSE(out_ch))
+    """scSE on every stage's fused features and output, as smp's ``DecoderBlock`` builds its
+    ``attention1`` and ``attention2``: the first runs only where a skip is fused, so the
+    parameters, and the parameter delta over ``none``, are smp's exactly."""
+    return StageAttention(fused=SCSE(fused_ch), out=SCSE(out_ch))
 
 
 @ATTENTIONS.register("gate", token="ag", help="Attention U-Net's additive attention gate "
@@ -266,6 +272,12 @@ class UNetDecoder(nn.Module):
         self.stages = nn.ModuleList(stages)
         self.out_channels = in_ch
         self.output_stride = contract.output_stride >> len(widths)
+
+    @property
+    def unrun(self) -> list[nn.Module]:
+        """Attention modules built on stages without a skip, which never run there."""
+        return [s.attend_fused for s in self.stages
+                if s.fuse is None and s.attend_fused is not None]
 
     def forward(self, features: list[torch.Tensor], every_stage: bool = False
                 ) -> torch.Tensor | list[torch.Tensor]:

@@ -47,11 +47,18 @@ class SegmentationModel(nn.Module):
     @property
     def profile_note(self) -> str:
         """What a profile of this model (eval mode, one forward) leaves out."""
-        if not self.aux_heads:
-            return ""
-        params = sum(p.numel() for p in self.aux_heads.parameters())
-        return (f"deep supervision: {len(self.aux_heads)} auxiliary 1x1 heads ({params} params, "
-                "counted) run in training only; MACs and latency are of the final head alone")
+        notes = []
+        if self.aux_heads:
+            params = sum(p.numel() for p in self.aux_heads.parameters())
+            notes.append(f"deep supervision: {len(self.aux_heads)} auxiliary 1x1 heads ({params} "
+                         "params, counted) run in training only; MACs and latency are of the "
+                         "final head alone")
+        unrun = self.decoder.unrun
+        if unrun:
+            params = sum(p.numel() for m in unrun for p in m.parameters())
+            notes.append(f"attention: {len(unrun)} module(s) on decoder stages without a skip "
+                         f"({params} params, counted) never run, as in smp's U-Net decoder")
+        return "; ".join(notes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
         h, w = x.shape[-2:]

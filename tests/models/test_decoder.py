@@ -10,12 +10,22 @@ def _params(module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
+def _called(model, x) -> set[int]:
+    """ids of the modules of ``model`` that one eval forward of ``x`` calls."""
+    called = set()
+    hooks = [m.register_forward_pre_hook(lambda m, _: called.add(id(m))) for m in model.modules()]
+    with torch.no_grad():
+        model.eval()(x)
+    for h in hooks:
+        h.remove()
+    return called
+
+
 def test_scse_placed_as_smp_places_it():
-    """smp's U-Net decoder puts scSE on the concatenated features of a block with a skip
-    (``attention1``) and on every block's output (``attention2``). On the resnet18 U-Net with
-    smp's decoder widths, ours adds exactly the parameters of the smp modules that run, stage
-    by stage. smp also builds an ``attention1`` for its last block, which has no skip, and never
-    calls it; ours builds nothing there, so the totals differ by exactly that dead module."""
+    """smp's U-Net decoder builds scSE on the concatenated features of every block
+    (``attention1``, called only where a skip is concatenated) and on every block's output
+    (``attention2``). On the resnet18 U-Net with smp's decoder widths, ours builds the same
+    modules stage by stage, calls the same ones, and so adds exactly smp's parameters."""
     smp = pytest.importorskip("segmentation_models_pytorch",
                               reason="segmentation-models-pytorch is not installed (dev extra)")
     torch.manual_seed(0)
@@ -24,28 +34,21 @@ def test_scse_placed_as_smp_places_it():
     widths = tuple(theirs["scse"].decoder.blocks[i].conv2[0].out_channels for i in range(5))
     assert widths == (256, 128, 64, 32, 16)
     ours = {a: build_model(Variant(widths=widths, attention=a), 1) for a in ("none", "scse")}
+    x = torch.zeros(1, 3, 64, 64)
+    called_theirs, called_ours = _called(theirs["scse"], x), _called(ours["scse"], x)
 
-    called = set()
-    hooks = [m.register_forward_pre_hook(lambda m, _: called.add(id(m)))
-             for m in theirs["scse"].modules()]
-    with torch.no_grad():
-        theirs["scse"].eval()(torch.zeros(1, 3, 64, 64))
-    for h in hooks:
-        h.remove()
-    blocks = theirs["scse"].decoder.blocks
-    dead = [b.attention1 for b in blocks if id(b.attention1) not in called]
-    assert [id(d) for d in dead] == [id(blocks[-1].attention1)]  # the skip-less last block
-
-    stages = ours["scse"].decoder.stages
+    blocks, stages = theirs["scse"].decoder.blocks, ours["scse"].decoder.stages
+    assert len(stages) == len(blocks)
     for stage, block in zip(stages, blocks):
         assert _params(stage.attend_out) == _params(block.attention2)
-        if stage.fuse is not None:
-            assert _params(stage.attend_fused) == _params(block.attention1)
-        else:
-            assert stage.attend_fused is None
+        assert _params(stage.attend_fused) == _params(block.attention1)
+        assert (id(stage.attend_fused) in called_ours) == (id(block.attention1) in called_theirs)
+    dead = [b.attention1 for b in blocks if id(b.attention1) not in called_theirs]
+    assert [id(d) for d in dead] == [id(blocks[-1].attention1)]  # the skip-less last block
+    assert ours["scse"].decoder.unrun == [stages[-1].attend_fused]
     smp_delta = _params(theirs["scse"]) - _params(theirs[None])
     our_delta = _params(ours["scse"]) - _params(ours["none"])
-    assert our_delta == smp_delta - _params(dead[0]) == 113_991 - 195
+    assert our_delta == smp_delta == 113_991
 
 
 def test_gate_scales_the_skip_by_coefficients_in_0_1():

@@ -270,6 +270,25 @@ def test_scse_params_and_macs_by_hand():
     assert prof.mismatches == () and prof.params_unrun == 0 and prof.note == ""
 
 
+def test_scse_on_a_stage_without_a_skip_is_built_counted_and_never_run():
+    """As smp builds ``attention1`` on its skip-less last block: stage 2 here fuses no skip, so
+    its first scSE (on the 8 upsampled channels) is counted in params, not in MACs, and the
+    profile says so."""
+    one_skip = TWO.replace(skips="3")
+    base = build_model(one_skip, 2)
+    model = build_model(one_skip.replace(attention="scse"), 2)
+    prof = profile_model(model, (3, 64, 64))
+    ran = [_scse(768, HW1), _scse(8, HW1), _scse(4, HW2)]  # stage 1 fused, out; stage 2 out
+    unrun = _scse(8, HW2)[0]
+    params = sum(p.numel() for p in model.parameters()) - sum(p.numel() for p in base.parameters())
+    assert params == sum(p for p, _ in ran) + unrun
+    assert prof.macs_exact - exact_macs(base, (3, 64, 64)) == sum(m for _, m in ran)
+    assert prof.params_unrun == unrun == 8 * 1 + 1 + 1 * 8 + 8 + 8 + 1
+    assert prof.row()["profile_note"] == ("attention: 1 module(s) on decoder stages without a "
+                                          f"skip ({unrun} params, counted) never run, as in "
+                                          "smp's U-Net decoder")
+
+
 def test_attention_gate_params_and_macs_by_hand():
     params, macs, prof = _delta(attention="gate")
     parts = [_gate(256, 512, HW1), _gate(128, 8, HW2)]  # gated by the upsampled features
