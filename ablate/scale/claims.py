@@ -297,18 +297,19 @@ class _Beater(threading.Thread):
     def __init__(self, interval: float, holds: list[tuple[Claims, str, str]]) -> None:
         super().__init__(daemon=True)
         self._interval, self._holds, self._stop_event = interval, holds, threading.Event()
-        self.lost = threading.Event()
+        self.lost, self._gone = threading.Event(), ""
 
     def run(self) -> None:
         while not self._stop_event.wait(self._interval):
             for claims, key, owner in self._holds:
                 if not claims.beat(key, owner):
+                    self._gone = f"{key} ({claims.namespace})"
                     self.lost.set()
 
     def check(self) -> None:
-        """Raise ``HoldLost`` if a hold was lost."""
+        """Raise ``HoldLost``, naming the hold, if a hold was lost."""
         if self.lost.is_set():
-            raise HoldLost(", ".join(f"{key} ({c.namespace})" for c, key, _ in self._holds))
+            raise HoldLost(f"{self._gone} was taken over by another worker")
 
     def stop(self) -> None:
         self._stop_event.set()

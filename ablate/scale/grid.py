@@ -29,7 +29,7 @@ from ..experiment import Experiment
 from ..models.variant import Variant
 from ..results import ROW_FILE, collect_runs, row_text, run_dir, seed_folder, write_runs
 from ..tracking.cell import Tracking
-from .claims import Claim, worker_id
+from .claims import Claim, HoldLost, worker_id
 from .pool import work_pool
 from .storage import Store
 
@@ -84,9 +84,14 @@ def run_grid(exp: Experiment, store: Store, results_dir: str | Path = "results",
         bar.set_postfix_str(f"{variant.id} seed {seed}")
         if data is None:
             data = load_dataset(spec, cache_dir)
-        ran[cell] = runner.run_cell(exp, variant, seed, data, run_dir(exp_dir, variant, seed),
-                                    key, progress=False, tracking=tracking,
-                                    on_epoch=lambda epoch, scores: held())
+        try:
+            ran[cell] = runner.run_cell(exp, variant, seed, data,
+                                        run_dir(exp_dir, variant, seed), key, progress=False,
+                                        tracking=tracking, on_epoch=lambda epoch, scores: held())
+        except HoldLost:
+            log(f"stopped {variant.id} seed {seed}: another worker took the cell over (this "
+                "worker missed its heartbeats), which resumes it")
+            raise
         fault_point("row-written")
         return row_text(ran[cell])
 

@@ -82,7 +82,7 @@ def test_a_beater_tells_its_block_when_a_hold_was_taken_over(tmp_path):
         beat.check()  # still held: nothing raised
         assert claims.claim("a", "w2", takeover="w1")
         time.sleep(0.1)
-        with pytest.raises(HoldLost, match="a"):
+        with pytest.raises(HoldLost, match=r"^a \(unit\) was taken over by another worker$"):
             beat.check()
     assert claims.all()["a"].owner == "w2"
 

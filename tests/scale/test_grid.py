@@ -104,7 +104,9 @@ def test_a_grid_worker_taken_for_dead_stops_its_cell_and_resumes_it_later(tmp_pa
                     cache_dir=tmp_path / "cache", log=logs.append)
     assert epochs == [1] and list(runs["status"]) == ["ok"]
     assert list(fake_training().values()) == [1]
-    assert logs == [f"ran {exp.baseline.id} seed 0: ok"]
+    assert logs == [f"stopped {exp.baseline.id} seed 0: another worker took the cell over (this "
+                    "worker missed its heartbeats), which resumes it",
+                    f"ran {exp.baseline.id} seed 0: ok"]
 
 
 GRID_FAULTS = [p for p in FAULTS.names() if "grid" in FAULTS.meta(p)["where"]]
