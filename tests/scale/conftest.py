@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections import Counter
@@ -26,6 +27,7 @@ import torch
 from ablate import runner
 from ablate.common.faults import FAULT_ENV
 from ablate.evaluation.metrics import METRICS
+from ablate.scale.claims import _Beater
 from ablate.scale.storage import open_store
 
 HEARTBEAT = ["--heartbeat", "1", "--grace", "4"]
@@ -83,6 +85,18 @@ def finish_workers():
             outs.append(out + err)
         return outs
     return finish
+
+
+@pytest.fixture
+def beats_lost():
+    """``beats_lost()``: wait (30 s at most) until a heartbeat of this process found a hold taken
+    over, so a test need not guess how long the beating thread takes on a busy machine."""
+    def wait() -> None:
+        deadline = time.monotonic() + 30
+        while not any(isinstance(t, _Beater) and t.lost.is_set() for t in threading.enumerate()):
+            assert time.monotonic() < deadline, "no heartbeat found its hold taken over"
+            time.sleep(0.01)
+    return wait
 
 
 @pytest.fixture

@@ -75,7 +75,8 @@ def test_a_grid_cell_and_ablate_run_share_one_row_through_run_cell(tmp_path, mon
 
 @pytest.mark.slow
 def test_a_grid_worker_taken_for_dead_stops_its_cell_and_resumes_it_later(tmp_path, monkeypatch,
-                                                                         tiny, fake_training):
+                                                                         tiny, fake_training,
+                                                                         beats_lost):
     """Mid-training, another worker takes the cell over (this one's beats came late) and then
     dies too: the late worker stops at the next epoch end instead of training beside it, and
     once the heir's claim is stale it takes the cell back: one row, trained to the end once."""
@@ -94,7 +95,7 @@ def test_a_grid_worker_taken_for_dead_stops_its_cell_and_resumes_it_later(tmp_pa
                 claims = store.claims(f"grid/{exp.name}")
                 [(cell, held)] = claims.all().items()
                 assert claims.claim(cell, "heir", takeover=held.owner)
-                time.sleep(0.5)  # a few beats: the late worker learns it lost the cell
+                beats_lost()  # a beat of the late worker learns that it lost the cell
             on_epoch(epoch, scores)
         return fake(*args, on_epoch=hook, **kwargs)
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from ablate.scale.pool import work_pool
@@ -80,7 +78,7 @@ def test_a_worker_restarted_under_its_name_takes_its_own_key_back_first(claims):
     assert calls == ["b", "a"] and claims.all()["c"].owner == "other"
 
 
-def test_work_taken_over_stops_at_its_next_step_and_the_loop_goes_on(claims):
+def test_work_taken_over_stops_at_its_next_step_and_the_loop_goes_on(claims, beats_lost):
     """``held()`` raises once another worker took the key (this one's beats came late): the
     work stops there, as if this worker had died, and the worker looks for other keys."""
     steps = []
@@ -91,7 +89,7 @@ def test_work_taken_over_stops_at_its_next_step_and_the_loop_goes_on(claims):
             steps.append((key, step))
             if key == "a":
                 assert claims.claim("a", "heir", takeover="me")
-                time.sleep(0.3)  # a beat finds the hold gone
+                beats_lost()  # a beat finds the hold gone
         return "1"
 
     work_pool(claims, ["a", "b"], work, owner="me", heartbeat=0.05,

@@ -217,7 +217,7 @@ def _check_search_ended_exactly(spec, url: str, trained: Counter, table: pd.Data
 
 @pytest.mark.slow
 def test_a_worker_taken_for_dead_stops_training_and_the_study_still_ends_exactly(
-        tiny, fake_training, monkeypatch, tmp_path):
+        tiny, fake_training, monkeypatch, tmp_path, beats_lost):
     """A live worker whose beats came late: mid-training, a heir takes its slot over, fails its
     trial as lost and gives the variant to the retry (then the heir dies too). The late worker
     stops at the next epoch end, takes nothing more for the slot, and the study still ends with
@@ -240,7 +240,7 @@ def test_a_worker_taken_for_dead_stops_training_and_the_study_still_ends_exactly
                 variants = store.claims(f"search/{spec.name}/variants")
                 assert variants.claim(args[0].id, f"trial {retry.trial.number}",
                                       takeover=f"trial {retry.retry_of}")
-                time.sleep(0.5)  # a few of the late worker's beats: it learns it lost the hold
+                beats_lost()  # the late worker's beat learns that it lost the hold
             on_epoch(epoch, scores)
         return fake(*args, on_epoch=hook, **kwargs)
 
