@@ -100,6 +100,31 @@ def beats_lost():
 
 
 @pytest.fixture
+def taken_over(monkeypatch, fake_training, beats_lost):
+    """``taken_over(take)``: at the end of the next training's first epoch, ``take(variant)``
+    takes this worker's work over (as a worker that found its beats late does), and the
+    training goes on once a heartbeat found out; later trainings are ``fake_training``'s.
+    Returns the list of the epochs that training reached."""
+    def arm(take: Callable) -> list[int]:
+        fake, epochs = runner.run_one, []
+
+        def late(variant, *args, on_epoch, **kwargs):
+            monkeypatch.setattr(runner, "run_one", fake)
+
+            def hook(epoch: int, scores: dict) -> None:
+                epochs.append(epoch)
+                if epoch == 1:
+                    take(variant)
+                    beats_lost()
+                on_epoch(epoch, scores)
+            return fake(variant, *args, on_epoch=hook, **kwargs)
+
+        monkeypatch.setattr(runner, "run_one", late)
+        return epochs
+    return arm
+
+
+@pytest.fixture
 def fast():
     """``open_store`` settings for forked workers: a beat every 0.5 s, stale after 6 s. A busy
     machine holds a live worker's beats back (on CI's two cores, sixteen forked workers and a

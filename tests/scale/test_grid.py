@@ -74,9 +74,9 @@ def test_a_grid_cell_and_ablate_run_share_one_row_through_run_cell(tmp_path, mon
 
 
 @pytest.mark.slow
-def test_a_grid_worker_taken_for_dead_stops_its_cell_and_resumes_it_later(tmp_path, monkeypatch,
-                                                                         tiny, fake_training,
-                                                                         beats_lost):
+def test_a_grid_worker_taken_for_dead_stops_its_cell_and_resumes_it_later(tmp_path, tiny,
+                                                                         fake_training,
+                                                                         taken_over):
     """Mid-training, another worker takes the cell over (this one's beats came late) and then
     dies too: the late worker stops at the next epoch end instead of training beside it, and
     once the heir's claim is stale it takes the cell back: one row, trained to the end once."""
@@ -84,23 +84,13 @@ def test_a_grid_worker_taken_for_dead_stops_its_cell_and_resumes_it_later(tmp_pa
                             "train": {**tiny()["train"], "epochs": 3}, "seeds": [0],
                             "baseline": {"widths": [16, 8, 8, 8]}, "profile_size": 32}, "grid")
     store = open_store(f"sqlite:///{tmp_path / 'grid.db'}", heartbeat=0.1, grace=1)
-    fake, epochs = runner.run_one, []
 
-    def late(*args, on_epoch, **kwargs):
-        monkeypatch.setattr(runner, "run_one", fake)  # its next attempt trains as usual
+    def heir(variant) -> None:
+        claims = store.claims(f"grid/{exp.name}")
+        [(cell, held)] = claims.all().items()
+        assert claims.claim(cell, "heir", takeover=held.owner)
 
-        def hook(epoch: int, scores: dict) -> None:
-            epochs.append(epoch)
-            if epoch == 1:
-                claims = store.claims(f"grid/{exp.name}")
-                [(cell, held)] = claims.all().items()
-                assert claims.claim(cell, "heir", takeover=held.owner)
-                beats_lost()  # a beat of the late worker learns that it lost the cell
-            on_epoch(epoch, scores)
-        return fake(*args, on_epoch=hook, **kwargs)
-
-    monkeypatch.setattr(runner, "run_one", late)
-    logs = []
+    epochs, logs = taken_over(heir), []
     runs = run_grid(exp, store, tmp_path / "results", progress=False,
                     cache_dir=tmp_path / "cache", log=logs.append)
     assert epochs == [1] and list(runs["status"]) == ["ok"]

@@ -217,35 +217,24 @@ def _check_search_ended_exactly(spec, url: str, trained: Counter, table: pd.Data
 
 @pytest.mark.slow
 def test_a_worker_taken_for_dead_stops_training_and_the_study_still_ends_exactly(
-        tiny, fake_training, monkeypatch, tmp_path, beats_lost):
+        tiny, fake_training, taken_over, tmp_path):
     """A live worker whose beats came late: mid-training, a heir takes its slot over, fails its
     trial as lost and gives the variant to the retry (then the heir dies too). The late worker
     stops at the next epoch end, takes nothing more for the slot, and the study still ends with
     exactly ``trials`` complete trials, each variant trained once."""
     spec = parse_search(tiny(trials=2, train={**tiny()["train"], "epochs": 3}))
     store = open_store(f"sqlite:///{tmp_path / 'study.db'}", heartbeat=0.1, grace=1)
-    fake, epochs = runner.run_one, []
 
-    def late(*args, on_epoch, **kwargs):
-        monkeypatch.setattr(runner, "run_one", fake)  # the later trials train as usual
+    def heir(variant) -> None:
+        ledger = Ledger(optuna.load_study(study_name=spec.name, storage=store.optuna), store)
+        [(slot, held)] = ledger.slots.all().items()
+        assert ledger.slots.claim(slot, "heir", takeover=held.owner)
+        assert ledger.settle(slot) is None
+        retry = ledger.take(slot, "heir")
+        assert store.claims(f"search/{spec.name}/variants").claim(
+            variant.id, f"trial {retry.trial.number}", takeover=f"trial {retry.retry_of}")
 
-        def hook(epoch: int, scores: dict) -> None:
-            epochs.append(epoch)
-            if epoch == 1:
-                heir = Ledger(optuna.load_study(study_name=spec.name, storage=store.optuna), store)
-                [(slot, held)] = heir.slots.all().items()
-                assert heir.slots.claim(slot, "heir", takeover=held.owner)
-                assert heir.settle(slot) is None
-                retry = heir.take(slot, "heir")
-                variants = store.claims(f"search/{spec.name}/variants")
-                assert variants.claim(args[0].id, f"trial {retry.trial.number}",
-                                      takeover=f"trial {retry.retry_of}")
-                beats_lost()  # the late worker's beat learns that it lost the hold
-            on_epoch(epoch, scores)
-        return fake(*args, on_epoch=hook, **kwargs)
-
-    monkeypatch.setattr(runner, "run_one", late)
-    logged = []
+    epochs, logged = taken_over(heir), []
     assert run_search(spec, store, tmp_path / "results", progress=False, log=logged.append) == 2
     assert epochs == [1]  # stopped at the end of the epoch in which it lost the hold
     trials = optuna.load_study(study_name=spec.name, storage=store.optuna).trials
