@@ -49,7 +49,7 @@ from ..common.checks import not_allowed, to_int
 from ..common.env import resolve_device
 from ..experiment import Experiment
 from ..results import collect_runs, run_dir, write_runs
-from .grid import cell_key
+from .grid import planned_cells
 from .storage import DEFAULT_HEARTBEAT_S, open_store
 
 JOBS_DIR = "jobs"            # results/<name>/jobs/<k>.log
@@ -154,13 +154,12 @@ def run_jobs(path: str | Path, exp: Experiment, jobs: Sequence[Job], device: str
     store = open_store(url, heartbeat)  # made here first: the jobs do not race on its schema
     claims = store.claims(f"grid/{exp.name}")
     keyed = job_experiment(exp, jobs[0], device)  # every job shares its threads
-    spec = runner.data_spec(keyed)
     command = [sys.executable, "-m", "ablate.cli", "worker", "--experiment", str(path),
                "--results", str(results_dir), "--storage", url, "--heartbeat", str(heartbeat)]
     command += worker_args
     if keyed is not exp:
         command += ["--threads", str(keyed.config.threads)]
-    for cell in _cells(keyed, exp_dir, spec).values():
+    for cell in _cells(keyed, exp_dir).values():
         _reuse(keyed, cell, Path(results_dir))
     procs: dict[int, tuple[subprocess.Popen, IO]] = {}
     died: list[str] = []
@@ -186,7 +185,7 @@ def run_jobs(path: str | Path, exp: Experiment, jobs: Sequence[Job], device: str
                                 f"{logs / f'{index}.log'}")
                     log(f"ablate: {died[-1]}")
                     _release(claims, proc.pid)
-            cells = _cells(keyed, exp_dir, spec)
+            cells = _cells(keyed, exp_dir)
             held = claims.all()
             bar.total = len(cells)
             bar.n = sum(1 for k in cells if k in held and held[k].state == "done")
@@ -205,7 +204,7 @@ def run_jobs(path: str | Path, exp: Experiment, jobs: Sequence[Job], device: str
             proc.wait()
             out.close()
         bar.close()
-    cells = _cells(keyed, exp_dir, spec)
+    cells = _cells(keyed, exp_dir)
     runs = _current(collect_runs(exp_dir, keyed, [(v, s) for v, s, _ in cells.values()]), cells)
     write_runs(exp_dir, runs)
     return JobsResult(runs, len(cells) - len(runs), died, stopped)
@@ -223,15 +222,10 @@ def _job_env(job: Job) -> dict[str, str]:
     return env
 
 
-def _cells(exp: Experiment, exp_dir: Path, spec) -> dict[str, tuple[Any, int, str]]:
+def _cells(exp: Experiment, exp_dir: Path) -> dict[str, tuple[Any, int, str]]:
     """The planned cells by claim key (adaptive seeds: as planned from the rows so far)."""
     rows = collect_runs(exp_dir, exp) if exp.adaptive else pd.DataFrame()
-    planned = runner.planned_runs(exp, rows)
-    out = {}
-    for v, s in planned:
-        key = runner.run_key(v, spec, exp.config, s, exp.profile_size)
-        out[cell_key(v.id, s, key)] = (v, s, key)
-    return out
+    return planned_cells(exp, runner.planned_runs(exp, rows))
 
 
 def _reuse(exp: Experiment, cell: tuple[Any, int, str], results_dir: Path) -> None:
